@@ -1,0 +1,153 @@
+"""Command-line entry points: `irem-train` and `irem-eval` (Hydra).
+
+    irem-train                                   # embedded default: short inverse run + table
+    irem-train experiment=irem_inverse           # the paper's settings
+    irem-train task=addition baseline=feedforward trainer.iterations=500
+    irem-eval run_dir=outputs/inverse-energy eval.budgets=[10,80] solver=gd_accept
+
+Each run writes into `outputs/<name>`: the resolved config (.hydra/), TensorBoard events (tb/),
+checkpoints/last.pt, train_summary.json, eval.json/eval.csv. Running the same command again
+resumes from the checkpoint, so a killed run loses at most `trainer.checkpoint_every` iterations.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from irem.checkpoint import load
+from irem.config import register_schemas, to_container, unknown_key_message, valid_keys
+from irem.evaluation import evaluate as run_evaluation
+from irem.evaluation import format_table, write_results
+from irem.build import build_model, build_solver, build_task
+from irem.trainer import CHECKPOINT, Trainer, resolve_device
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+register_schemas()
+
+# Keys that may change between a run and its resumption without making it a different run.
+RESUMABLE = ("trainer.iterations", "trainer.progress", "trainer.log_every", "trainer.checkpoint_every", "eval", "resume", "threads", "device")
+
+
+def _setup(cfg: DictConfig) -> None:
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(int(cfg.seed))
+
+
+def _report(rows: list[dict], out_dir: str, title: str) -> None:
+    json_path, csv_path = write_results(rows, out_dir)
+    print(format_table(rows, title))
+    print(f"results: {json_path} {csv_path}")
+
+
+def _same_run(saved: dict, current: dict) -> list[str]:
+    """Config keys that differ between a checkpoint and the command resuming it."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                out.update(flat(v, key + "."))
+            else:
+                out[key] = v
+        return out
+
+    a, b = flat(saved), flat(current)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(RESUMABLE))
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
+def _train(cfg: DictConfig) -> None:
+    _setup(cfg)
+    out_dir = HydraConfig.get().runtime.output_dir
+    task = build_task(cfg.task)
+    model = build_model(cfg, task)
+    config = to_container(cfg)
+    ckpt = Path(out_dir) / "checkpoints" / CHECKPOINT
+    if cfg.resume and ckpt.exists():
+        differ = _same_run(load(ckpt)["config"], config)
+        if differ:
+            raise SystemExit(
+                f"{ckpt} was written by a different config (differs in: {', '.join(differ)}). "
+                "Choose another name=..., or pass resume=false to start over."
+            )
+        print(f"Resuming from {ckpt}")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{cfg.name}: task={task.name} model={type(model).__name__} params={n_params} -> {out_dir}")
+    trainer = Trainer(task, model, out_dir, seed=cfg.seed, device=cfg.device, config=config, **cfg.trainer)
+    summary = trainer.fit(resume=cfg.resume)
+    print(f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {summary['final_loss']:.4g}")
+    if cfg.eval.run:
+        rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, trainer.device)
+        _report(rows, out_dir, cfg.name)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
+def _evaluate(cfg: DictConfig) -> None:
+    _setup(cfg)
+    path = Path(cfg.checkpoint or Path(cfg.run_dir) / "checkpoints" / CHECKPOINT)
+    state = load(path)
+    saved = OmegaConf.create(state["config"])
+    task = build_task(saved.task)
+    model = build_model(saved, task)
+    model.load_state_dict(state["model"])
+    if cfg.get("solver") is not None:
+        if not hasattr(model, "solver"):
+            raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
+        model.solver = build_solver(cfg.solver)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, device)
+    _report(rows, HydraConfig.get().runtime.output_dir, saved.name)
+
+
+def _precheck(config_name: str, argv: list[str]) -> None:
+    """Compose once before Hydra does, so a misspelt key is answered with the valid ones."""
+    if any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info", "--hydra-help") for a in argv):
+        return
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            compose(config_name, overrides=overrides)
+        return
+    except Exception:
+        pass
+    dotted = [o for o in overrides if not o.startswith(("+", "~")) and "." in o.split("=", 1)[0] and not o.startswith("hydra")]
+    rest = [o for o in overrides if o not in dotted]
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name, overrides=rest)
+    except Exception:
+        return  # a group choice or syntax error: Hydra's own message lists the options
+    for o in dotted:
+        path = o.split("=", 1)[0]
+        group, _, key = path.rpartition(".")
+        node = OmegaConf.select(cfg, group)
+        if isinstance(node, DictConfig) and key not in node:
+            keys = (valid_keys(node) if "_target_" in node else None) or [str(k) for k in node if not str(k).startswith("_")]
+            print(f"Error in override '{o}': {unknown_key_message(path, key, keys)}", file=sys.stderr)
+            raise SystemExit(2)
+
+
+def train() -> None:
+    _precheck("train", sys.argv[1:])
+    _train()
+
+
+def evaluate() -> None:
+    _precheck("evaluate", sys.argv[1:])
+    _evaluate()
+
+
+if __name__ == "__main__":  # python -m irem.cli ...
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    train()

@@ -1,0 +1,128 @@
+"""Config schemas and the checks that turn a wrong key into a message listing the right ones.
+
+The core's own sections (trainer, eval, model) are typed dataclasses registered with Hydra's
+ConfigStore, so a misspelt key or a wrong type fails at composition. The pluggable groups
+(task, energy, solver, baseline) are checked against the signature of their `_target_` before
+anything is built: a new task file gets the same check for free, with no schema to register.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+@dataclass
+class TrainerConfig:
+    iterations: int = 300
+    batch_size: int = 512
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    log_every: int = 25
+    checkpoint_every: int = 100
+    val_every: int = 0
+    progress: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """How an energy is trained (ignored for baselines)."""
+
+    replay_capacity: int = 10_000
+    replay_fraction: float = 0.5
+    step_supervision: bool = False
+
+
+@dataclass
+class EvalConfig:
+    run: bool = True
+    splits: list[str] = field(default_factory=lambda: ["test", "harder"])
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 40, 80])
+    batch_size: int = 1000
+
+
+@dataclass
+class TrainConfig:
+    task: Any = MISSING
+    energy: Any = MISSING
+    solver: Any = MISSING
+    baseline: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    resume: bool = True
+    name: str = "run"
+
+
+@dataclass
+class EvaluateConfig:
+    run_dir: str = MISSING
+    checkpoint: str | None = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    solver: Any = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+
+
+def model_name(baseline_choice: Any) -> str:
+    """`energy` for an energy model, else the baseline's config name (used in run names)."""
+    return "energy" if baseline_choice in (None, "None", "null") else str(baseline_choice)
+
+
+def register_schemas() -> None:
+    if not OmegaConf.has_resolver("model_name"):
+        OmegaConf.register_new_resolver("model_name", model_name)
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def locate(target: str) -> Any:
+    module_name, _, attr = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"Cannot import _target_ '{target}': {err}") from err
+
+
+def valid_keys(node: DictConfig | dict) -> list[str] | None:
+    """Parameter names of a node's `_target_`, or None when it takes **kwargs."""
+    sig = inspect.signature(locate(str(node["_target_"])))
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return [n for n in sig.parameters if n != "self"]
+
+
+def unknown_key_message(path: str, key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"Unknown key '{path}'.{hint} Valid keys: {', '.join(valid)}."
+
+
+def check_node(node: DictConfig | dict | None, group: str) -> None:
+    """Every key of a `_target_` node must be a parameter of the target."""
+    if node is None:
+        return
+    if "_target_" not in node:
+        raise ValueError(f"The '{group}' config has no _target_; it must name the class to build.")
+    valid = valid_keys(node)
+    if valid is None:
+        return
+    for key in map(str, node):
+        if not key.startswith("_") and key not in valid:
+            raise ValueError(unknown_key_message(f"{group}.{key}", key, valid) + f" (for {node['_target_']})")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

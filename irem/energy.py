@@ -1,0 +1,50 @@
+"""The `EnergyFunction` interface: a learned landscape E(x, y), one energy per instance.
+
+The solver only ever calls `energy(x, y, step)`; `step` lets an energy give each descent step
+its own landscape (EBT's step embedding) and is ignored by most energies.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class EnergyFunction(nn.Module, abc.ABC):
+    """E(x, y) -> Tensor[N]. Must be differentiable in y."""
+
+    @abc.abstractmethod
+    def energy(self, x: Any, y: Tensor, step: int = 0) -> Tensor:
+        """One scalar per instance (per position for sequence energies)."""
+
+    def forward(self, x: Any, y: Tensor, step: int = 0) -> Tensor:
+        return self.energy(x, y, step)
+
+
+def describe(module: nn.Module) -> str:
+    """A short name with the sizes a user set, for error messages."""
+    sizes = {k: v for k, v in vars(module).items() if k.endswith("_dim") and isinstance(v, int)}
+    inner = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    return f"{type(module).__name__}({inner})"
+
+
+def check_energy_fits(energy: EnergyFunction, task: Any, generator: torch.Generator | None = None) -> None:
+    """Run the energy once on two instances of `task` and turn any failure into a clear error.
+
+    Without this, a task/energy mismatch surfaces as a bare matmul shape error deep in a layer.
+    """
+    g = generator or torch.Generator().manual_seed(0)
+    problem = task.generate(2, task.difficulty, g)
+    y = task.init_answer(problem, g)
+    where = f"energy {describe(energy)} does not fit task '{task.name}' (task dims {task.dims()})"
+    try:
+        with torch.no_grad():
+            e = energy.energy(problem.x, y)
+    except (RuntimeError, ValueError, IndexError) as err:
+        raise ValueError(f"{where}: {err}. Build the energy with the task's dims.") from err
+    if not isinstance(e, Tensor) or e.shape != (problem.num_instances,):
+        got = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
+        raise ValueError(f"{where}: energy must return one value per instance, shape ({problem.num_instances},), got {got}.")

@@ -1,0 +1,96 @@
+"""Evaluation over splits and step budgets.
+
+One descent per split runs to the largest budget and snapshots the smaller ones, which equals
+separate runs for a deterministic solver. Rows are written as JSON and CSV and printed as a table
+(split x budget, one table per metric).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from irem.predictor import Predictor
+from irem.task import Task
+
+DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
+
+
+
+
+def evaluate(
+    task: Task,
+    model: Predictor,
+    splits: Sequence[str] = ("test", "harder"),
+    budgets: Sequence[int] = DEFAULT_BUDGETS,
+    seed: int = 0,
+    batch_size: int = 1000,
+    device: str | torch.device = "cpu",
+) -> list[dict[str, Any]]:
+    """Rows of {split, budget, metric, value, n, seconds}; `budget` is a step count or "best"."""
+    if not budgets:
+        raise ValueError("evaluate: budgets is empty; give at least one step budget.")
+    model.eval()
+    rows: list[dict[str, Any]] = []
+    for split in splits:
+        problem = task.split(split)
+        g = torch.Generator().manual_seed(seed)
+        sums: dict[tuple[str, str], float] = {}
+        start = time.perf_counter()
+        for lo in range(0, problem.num_instances, batch_size):
+            part = problem.select(torch.arange(lo, min(lo + batch_size, problem.num_instances))).to(device)
+            preds = model.predict(task, part, budgets, g)
+            for label, y in preds.answers.items():
+                for name, values in task.metrics(part, y).items():
+                    sums[(label, name)] = sums.get((label, name), 0.0) + float(values.double().sum())
+        seconds = time.perf_counter() - start
+        for (label, name), total in sums.items():
+            rows.append(
+                {
+                    "split": split,
+                    "budget": label,
+                    "metric": name,
+                    "value": total / problem.num_instances,
+                    "n": problem.num_instances,
+                    "seconds": seconds,
+                }
+            )
+    model.train()
+    return rows
+
+
+def write_results(rows: list[dict[str, Any]], out_dir: str | Path, stem: str = "eval") -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
+    json_path.write_text(json.dumps(rows, indent=2))
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return json_path, csv_path
+
+
+def _order(label: str) -> tuple[int, int]:
+    return (0, int(label)) if label.isdigit() else (1, 0)
+
+
+def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
+    """One block per metric: splits down, budgets across."""
+    out = []
+    for metric in dict.fromkeys(r["metric"] for r in rows):
+        sub = [r for r in rows if r["metric"] == metric]
+        labels = sorted(dict.fromkeys(r["budget"] for r in sub), key=_order)
+        splits = list(dict.fromkeys(r["split"] for r in sub))
+        value = {(r["split"], r["budget"]): r["value"] for r in sub}
+        head = f"{metric:<10}" + "".join(f"{('steps ' + lb) if lb.isdigit() else lb:>12}" for lb in labels)
+        out.append((f"{title}  " if title else "") + head)
+        for s in splits:
+            out.append(f"{'':{len(title) + 2 if title else 0}}{s:<10}" + "".join(f"{value.get((s, lb), float('nan')):>12.4g}" for lb in labels))
+    return "\n".join(out)

@@ -1,0 +1,45 @@
+"""The `Predictor` interface shared by energy models and baselines.
+
+Training and evaluation only talk to predictors: a loss on a batch, and answers at a list of
+step budgets. An energy model answers by descent; a feed-forward baseline ignores the budget;
+a recurrent baseline runs that many iterations. The same commands therefore train and compare
+them all.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from irem.problem import Problem
+from irem.task import Task
+
+
+@dataclass
+class Predictions:
+    """Answers keyed by label: the budget as a string ("10") or "best" (lowest energy)."""
+
+    answers: dict[str, Tensor]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Predictor(nn.Module, abc.ABC):
+    @property
+    def default_budget(self) -> int:
+        """The number of steps the model is trained with; validation reports this budget."""
+        return 1
+
+    @abc.abstractmethod
+    def training_loss(self, task: Task, problem: Problem, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """Scalar loss to minimise and numbers worth logging."""
+
+    @abc.abstractmethod
+    def predict(
+        self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator
+    ) -> Predictions:
+        """Answers after each budget in `budgets` (and "best" where the model can verify)."""

@@ -1,0 +1,61 @@
+"""A replay buffer of partially solved instances (IREM).
+
+After each training descent the final iterates are stored with their inputs and targets; later
+batches continue descent from them, so the energy learns what to do near an answer, not only from
+a random start. Storage is preallocated, circular, and part of the model's state_dict (via
+`get_extra_state`), so a resumed run continues from the same buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class ReplayBuffer(nn.Module):
+    def __init__(self, capacity: int = 10_000) -> None:
+        super().__init__()
+        if capacity < 0:
+            raise ValueError(f"ReplayBuffer: capacity must be >= 0, got {capacity}.")
+        self.capacity = int(capacity)
+        self._store: dict[str, Tensor] = {}
+        self._next = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, **items: Tensor) -> None:
+        """Store a batch; every item has the instance dimension first."""
+        if self.capacity == 0:
+            return
+        n = next(iter(items.values())).shape[0]
+        if not self._store:
+            self._store = {k: v.new_zeros((self.capacity, *v.shape[1:])) for k, v in items.items()}
+        if set(items) != set(self._store):
+            raise ValueError(f"ReplayBuffer.add: got keys {sorted(items)}, buffer holds {sorted(self._store)}.")
+        idx = (self._next + torch.arange(min(n, self.capacity))) % self.capacity
+        for k, v in items.items():
+            self._store[k][idx] = v[-len(idx):].detach().to(self._store[k].device)
+        self._next = int((self._next + len(idx)) % self.capacity)
+        self._size = min(self._size + len(idx), self.capacity)
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+        if n > self._size:
+            raise ValueError(f"ReplayBuffer.sample: asked for {n} items, holds {self._size}.")
+        idx = torch.randint(self._size, (n,), generator=generator)
+        return {k: v[idx] for k, v in self._store.items()}
+
+    def get_extra_state(self) -> Any:
+        return {"store": {k: v[: self._size].clone() for k, v in self._store.items()}, "next": self._next, "size": self._size}
+
+    def set_extra_state(self, state: Any) -> None:
+        size = int(state["size"])
+        self._store = {}
+        for k, v in state["store"].items():
+            full = v.new_zeros((self.capacity, *v.shape[1:]))
+            full[:size] = v
+            self._store[k] = full
+        self._next, self._size = int(state["next"]), size

@@ -1,0 +1,94 @@
+"""The `Task` interface: what a reasoning problem is.
+
+A task generates whole batches of problems in torch (never sample by sample), knows its ground
+truth and metrics, and exposes a `difficulty` knob. Its `test` and `harder` splits are fixed by a
+seed of their own, so no training run can ever draw them.
+"""
+
+from __future__ import annotations
+
+import abc
+import zlib
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from irem.problem import Problem, per_instance_mean
+
+SPLITS = ("train", "val", "test", "harder")
+
+
+class Task(abc.ABC):
+    """A family of problems with a difficulty knob.
+
+    Subclasses implement `generate` (a batch at a given difficulty) and say in `dims` what shape
+    an energy must accept. Everything else (fixed splits, default metrics, the uniform start of
+    descent) has a default that fits continuous answers.
+    """
+
+    name: ClassVar[str] = "task"
+
+    def __init__(
+        self,
+        difficulty: float,
+        harder_difficulty: float,
+        test_size: int = 1000,
+        val_size: int = 256,
+        split_seed: int = 1234,
+    ) -> None:
+        self.difficulty = float(difficulty)
+        self.harder_difficulty = float(harder_difficulty)
+        self.test_size = int(test_size)
+        self.val_size = int(val_size)
+        self.split_seed = int(split_seed)
+        self._split_cache: dict[str, Problem] = {}
+
+    # -- what subclasses provide ------------------------------------------------------------
+    @abc.abstractmethod
+    def generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
+        """`n` fresh instances; `difficulty` is a scalar or one value per instance."""
+
+    @abc.abstractmethod
+    def dims(self) -> dict[str, int]:
+        """Keyword arguments that size an energy or baseline for this task (x_dim, y_dim...)."""
+
+    # -- defaults that suit continuous answers -----------------------------------------------
+    def sample(self, n: int, generator: torch.Generator, difficulty: float | Tensor | None = None) -> Problem:
+        """A training batch at the training difficulty (or the one given)."""
+        return self.generate(n, self.difficulty if difficulty is None else difficulty, generator)
+
+    def split(self, name: str) -> Problem:
+        """A fixed, seeded split. `train` here is a fixed sample used only for reporting."""
+        if name not in SPLITS:
+            raise ValueError(f"Unknown split '{name}' for task '{self.name}'. Valid splits: {', '.join(SPLITS)}.")
+        if name not in self._split_cache:
+            # crc32 rather than hash(): stable across processes, so the split is the same everywhere.
+            seed = self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000
+            g = torch.Generator().manual_seed(seed)
+            size = self.val_size if name == "val" else self.test_size
+            level = self.harder_difficulty if name == "harder" else self.difficulty
+            self._split_cache[name] = self.generate(size, level, g)
+        return self._split_cache[name]
+
+    def init_answer(self, problem: Problem, generator: torch.Generator) -> Tensor:
+        """Where descent starts: IREM's y0 ~ U(-1, 1) in the answer's shape."""
+        shape = self.answer_shape(problem)
+        return torch.rand(shape, generator=generator) * 2 - 1
+
+    def answer_shape(self, problem: Problem) -> tuple[int, ...]:
+        if problem.target is None:
+            raise NotImplementedError(f"Task '{self.name}' must define answer_shape for problems without a target.")
+        return tuple(problem.target.shape)
+
+    def loss(self, problem: Problem, y: Tensor) -> Tensor:
+        """Per-instance training loss (mean squared error)."""
+        return per_instance_mean((y - problem.target) ** 2, problem.segment, problem.num_instances)
+
+    def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
+        """Per-instance metrics; evaluation averages them and can cut them by difficulty."""
+        return {"mse": self.loss(problem, y.detach())}
+
+    def decode(self, problem: Problem, y: Tensor) -> Tensor:
+        """The answer in the task's own terms (identity for continuous answers)."""
+        return y

@@ -1,0 +1,114 @@
+"""IREM's continuous matrix tasks: addition, inverse and low-rank completion.
+
+Distributions follow the paper (see REFERENCES.md); each has one continuous difficulty knob that
+may differ per instance, and the matrix size `size` (20 in the paper). Everything is generated in
+whole batches. Answers are flattened to size*size values.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from irem.problem import Problem
+from irem.task import Task
+
+
+def _per_instance(level: float | Tensor, n: int) -> Tensor:
+    """The difficulty as one float per instance, shaped to scale [n, 1, 1] matrices."""
+    level = torch.as_tensor(level, dtype=torch.float32)
+    if level.dim() == 0:
+        level = level.expand(n)
+    if level.shape != (n,):
+        raise ValueError(f"difficulty must be a scalar or have one value per instance ({n}), got shape {tuple(level.shape)}.")
+    return level.clone()
+
+
+class MatrixTask(Task):
+    """Shared plumbing: flat x of `x_per_matrix` matrices, flat y of one matrix."""
+
+    x_matrices: int = 1
+
+    def __init__(self, size: int = 20, **split_args) -> None:
+        if size < 1:
+            raise ValueError(f"{type(self).__name__}: size must be >= 1, got {size}.")
+        self.size = int(size)
+        super().__init__(**split_args)
+
+    def dims(self) -> dict[str, int]:
+        return {"x_dim": self.x_matrices * self.size**2, "y_dim": self.size**2}
+
+    def answer_shape(self, problem: Problem) -> tuple[int, ...]:
+        return (problem.num_instances, self.size**2)
+
+
+class Addition(MatrixTask):
+    """A, B ~ U(-s, s); target A + B. Difficulty s: 1 in training, 2.5 harder."""
+
+    name = "addition"
+    x_matrices = 2
+
+    def __init__(self, size: int = 20, difficulty: float = 1.0, harder_difficulty: float = 2.5, **split_args) -> None:
+        super().__init__(size, difficulty=difficulty, harder_difficulty=harder_difficulty, **split_args)
+
+    def generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
+        s = _per_instance(difficulty, n)
+        ab = (torch.rand(n, 2, self.size, self.size, generator=generator) * 2 - 1) * s.view(n, 1, 1, 1)
+        target = (ab[:, 0] + ab[:, 1]).reshape(n, -1)
+        return Problem(x=ab.reshape(n, -1), target=target, difficulty=s)
+
+
+class Inverse(MatrixTask):
+    """A = 2 R R^T + c I with R ~ U(-1, 1); target A^-1.
+
+    The knob is the diagonal shift c (0.5 in training, 0.1 harder): a smaller c gives a worse
+    conditioned A. The per-instance difficulty recorded is the condition number, the quantity
+    studies should cut by.
+    """
+
+    name = "inverse"
+
+    def __init__(self, size: int = 20, difficulty: float = 0.5, harder_difficulty: float = 0.1, **split_args) -> None:
+        super().__init__(size, difficulty=difficulty, harder_difficulty=harder_difficulty, **split_args)
+
+    def generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
+        c = _per_instance(difficulty, n)
+        if bool((c <= 0).any()):
+            raise ValueError("Inverse: the diagonal shift c must be > 0 (otherwise A may be singular).")
+        r = torch.rand(n, self.size, self.size, generator=generator) * 2 - 1
+        eye = torch.eye(self.size)
+        a = 2 * r @ r.transpose(1, 2) + c.view(n, 1, 1) * eye
+        a64 = a.double()
+        target = torch.linalg.inv(a64).float().reshape(n, -1)
+        cond = torch.linalg.cond(a64).float()
+        return Problem(x=a.reshape(n, -1), target=target, difficulty=cond, info={"shift": c})
+
+
+class LowRank(MatrixTask):
+    """Complete R = 0.1 N(0,1) + U V^T / d from R * mask, ~50% of entries kept.
+
+    U, V ~ N(0, 1) of size x size/2. The knob is the divisor d (20 in training, 5 harder): a
+    smaller d makes the low-rank part larger against the noise.
+    """
+
+    name = "lowrank"
+
+    def __init__(
+        self, size: int = 20, difficulty: float = 20.0, harder_difficulty: float = 5.0, keep: float = 0.5, **split_args
+    ) -> None:
+        if not 0 < keep <= 1:
+            raise ValueError(f"LowRank: keep must be in (0, 1], got {keep}.")
+        self.keep = float(keep)
+        super().__init__(size, difficulty=difficulty, harder_difficulty=harder_difficulty, **split_args)
+
+    def generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
+        d = _per_instance(difficulty, n)
+        if bool((d <= 0).any()):
+            raise ValueError("LowRank: the divisor d must be > 0.")
+        k = max(self.size // 2, 1)
+        u = torch.randn(n, self.size, k, generator=generator)
+        v = torch.randn(n, self.size, k, generator=generator)
+        noise = 0.1 * torch.randn(n, self.size, self.size, generator=generator)
+        r = noise + u @ v.transpose(1, 2) / d.view(n, 1, 1)
+        mask = (torch.rand(n, self.size, self.size, generator=generator) < self.keep).float()
+        return Problem(x=(r * mask).reshape(n, -1), target=r.reshape(n, -1), difficulty=1.0 / d, info={"mask": mask.reshape(n, -1)})
