@@ -50,6 +50,14 @@ class Task(abc.ABC):
         """`n` fresh instances; `difficulty` is a scalar or one value per instance."""
 
     @abc.abstractmethod
+    def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
+        """Per-instance bool: does `y` answer `problem`? Judged from `problem.x` alone.
+
+        An independent check of the ground truth (A @ Y = I for inverse, not "Y equals the
+        stored target"), so the shared task tests can catch a wrong `target`.
+        """
+
+    @abc.abstractmethod
     def dims(self) -> dict[str, int]:
         """Keyword arguments that size an energy or baseline for this task (x_dim, y_dim...)."""
 
