@@ -51,11 +51,15 @@ def build_model(cfg: DictConfig, task: Task) -> Predictor:
     if cfg.get("baseline") is not None:
         model = _sized(cfg.baseline, "baseline", task)
         if not isinstance(model, Predictor):
-            raise TypeError(f"baseline._target_ {cfg.baseline._target_} built a {type(model).__name__}, not a Predictor.")
+            raise TypeError(
+                f"baseline._target_ {cfg.baseline._target_} built a {type(model).__name__}, not a Predictor."
+            )
         return model
     energy = _sized(cfg.energy, "energy", task)
     if not isinstance(energy, EnergyFunction):
-        raise TypeError(f"energy._target_ {cfg.energy._target_} built a {type(energy).__name__}, not an EnergyFunction.")
+        raise TypeError(
+            f"energy._target_ {cfg.energy._target_} built a {type(energy).__name__}, not an EnergyFunction."
+        )
     check_energy_fits(energy, task)
     model_cfg = cfg.get("model") or {}
     return EnergyModel(energy, build_solver(cfg.solver), **model_cfg)

@@ -22,18 +22,28 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from irem.build import build_model, build_solver, build_task
 from irem.checkpoint import load
 from irem.config import register_schemas, to_container, unknown_key_message, valid_keys
 from irem.evaluation import evaluate as run_evaluation
 from irem.evaluation import format_table, write_results
-from irem.build import build_model, build_solver, build_task
 from irem.trainer import CHECKPOINT, Trainer, resolve_device
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 register_schemas()
 
 # Keys that may change between a run and its resumption without making it a different run.
-RESUMABLE = ("trainer.iterations", "trainer.progress", "trainer.log_every", "trainer.checkpoint_every", "eval", "resume", "threads", "device")
+RESUMABLE = (
+    "trainer.iterations",
+    "trainer.time_limit",
+    "trainer.progress",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "eval",
+    "resume",
+    "threads",
+    "device",
+)
 
 
 def _setup(cfg: DictConfig) -> None:
@@ -85,9 +95,13 @@ def _train(cfg: DictConfig) -> None:
     print(f"{cfg.name}: task={task.name} model={type(model).__name__} params={n_params} -> {out_dir}")
     trainer = Trainer(task, model, out_dir, seed=cfg.seed, device=cfg.device, config=config, **cfg.trainer)
     summary = trainer.fit(resume=cfg.resume)
-    print(f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {summary['final_loss']:.4g}")
+    print(
+        f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {summary['final_loss']:.4g}"
+    )
     if cfg.eval.run:
-        rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, trainer.device)
+        rows = run_evaluation(
+            task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, trainer.device
+        )
         _report(rows, out_dir, cfg.name)
 
 
@@ -121,7 +135,9 @@ def _precheck(config_name: str, argv: list[str]) -> None:
         return
     except Exception:
         pass
-    dotted = [o for o in overrides if not o.startswith(("+", "~")) and "." in o.split("=", 1)[0] and not o.startswith("hydra")]
+    dotted = [
+        o for o in overrides if not o.startswith(("+", "~")) and "." in o.split("=", 1)[0] and not o.startswith("hydra")
+    ]
     rest = [o for o in overrides if o not in dotted]
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -133,7 +149,9 @@ def _precheck(config_name: str, argv: list[str]) -> None:
         group, _, key = path.rpartition(".")
         node = OmegaConf.select(cfg, group)
         if isinstance(node, DictConfig) and key not in node:
-            keys = (valid_keys(node) if "_target_" in node else None) or [str(k) for k in node if not str(k).startswith("_")]
+            keys = (valid_keys(node) if "_target_" in node else None) or [
+                str(k) for k in node if not str(k).startswith("_")
+            ]
             print(f"Error in override '{o}': {unknown_key_message(path, key, keys)}", file=sys.stderr)
             raise SystemExit(2)
 

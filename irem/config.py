@@ -28,6 +28,7 @@ class TrainerConfig:
     log_every: int = 25
     checkpoint_every: int = 100
     val_every: int = 0
+    time_limit: float | None = None  # seconds of training; stops early for equal wall-clock comparisons
     progress: bool = True
 
 

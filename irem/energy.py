@@ -47,4 +47,6 @@ def check_energy_fits(energy: EnergyFunction, task: Any, generator: torch.Genera
         raise ValueError(f"{where}: {err}. Build the energy with the task's dims.") from err
     if not isinstance(e, Tensor) or e.shape != (problem.num_instances,):
         got = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
-        raise ValueError(f"{where}: energy must return one value per instance, shape ({problem.num_instances},), got {got}.")
+        raise ValueError(
+            f"{where}: energy must return one value per instance, shape ({problem.num_instances},), got {got}."
+        )

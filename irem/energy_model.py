@@ -64,7 +64,9 @@ class EnergyModel(Predictor):
         )
         return mixed, torch.cat([y0[:keep], old["y"]])
 
-    def training_loss(self, task: Task, problem: Problem, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def training_loss(
+        self, task: Task, problem: Problem, generator: torch.Generator
+    ) -> tuple[Tensor, dict[str, float]]:
         problem, y0 = self._with_replay(task, problem, generator)
         loss, result = irem_loss(task, self.energy, self.solver, problem, y0, generator, self.step_supervision)
         if self.replay.capacity and problem.segment is None and isinstance(problem.x, Tensor):
@@ -79,7 +81,13 @@ class EnergyModel(Predictor):
         budgets = sorted({int(b) for b in budgets})
         y0 = task.init_answer(problem, generator)
         result = self.solver.solve(
-            self.energy, problem.x, y0, budget=max(budgets), segment=problem.segment, snapshots=budgets, generator=generator
+            self.energy,
+            problem.x,
+            y0,
+            budget=max(budgets),
+            segment=problem.segment,
+            snapshots=budgets,
+            generator=generator,
         )
         answers = {str(b): result.snapshots[b] for b in budgets}
         answers["best"] = result.best_y

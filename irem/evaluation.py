@@ -22,8 +22,6 @@ from irem.task import Task
 DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
 
 
-
-
 def evaluate(
     task: Task,
     model: Predictor,
@@ -92,5 +90,8 @@ def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
         head = f"{metric:<10}" + "".join(f"{('steps ' + lb) if lb.isdigit() else lb:>12}" for lb in labels)
         out.append((f"{title}  " if title else "") + head)
         for s in splits:
-            out.append(f"{'':{len(title) + 2 if title else 0}}{s:<10}" + "".join(f"{value.get((s, lb), float('nan')):>12.4g}" for lb in labels))
+            out.append(
+                f"{'':{len(title) + 2 if title else 0}}{s:<10}"
+                + "".join(f"{value.get((s, lb), float('nan')):>12.4g}" for lb in labels)
+            )
     return "\n".join(out)

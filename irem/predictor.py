@@ -35,11 +35,11 @@ class Predictor(nn.Module, abc.ABC):
         return 1
 
     @abc.abstractmethod
-    def training_loss(self, task: Task, problem: Problem, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def training_loss(
+        self, task: Task, problem: Problem, generator: torch.Generator
+    ) -> tuple[Tensor, dict[str, float]]:
         """Scalar loss to minimise and numbers worth logging."""
 
     @abc.abstractmethod
-    def predict(
-        self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator
-    ) -> Predictions:
+    def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         """Answers after each budget in `budgets` (and "best" where the model can verify)."""

@@ -38,7 +38,7 @@ class ReplayBuffer(nn.Module):
             raise ValueError(f"ReplayBuffer.add: got keys {sorted(items)}, buffer holds {sorted(self._store)}.")
         idx = (self._next + torch.arange(min(n, self.capacity))) % self.capacity
         for k, v in items.items():
-            self._store[k][idx] = v[-len(idx):].detach().to(self._store[k].device)
+            self._store[k][idx] = v[-len(idx) :].detach().to(self._store[k].device)
         self._next = int((self._next + len(idx)) % self.capacity)
         self._size = min(self._size + len(idx), self.capacity)
 
@@ -49,7 +49,11 @@ class ReplayBuffer(nn.Module):
         return {k: v[idx] for k, v in self._store.items()}
 
     def get_extra_state(self) -> Any:
-        return {"store": {k: v[: self._size].clone() for k, v in self._store.items()}, "next": self._next, "size": self._size}
+        return {
+            "store": {k: v[: self._size].clone() for k, v in self._store.items()},
+            "next": self._next,
+            "size": self._size,
+        }
 
     def set_extra_state(self, state: Any) -> None:
         size = int(state["size"])

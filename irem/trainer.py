@@ -46,18 +46,22 @@ class Trainer:
         log_every: int = 25,
         checkpoint_every: int = 250,
         val_every: int = 0,
+        time_limit: float | None = None,
         device: str = "cpu",
         progress: bool = True,
         config: dict[str, Any] | None = None,
     ) -> None:
         if iterations < 0 or batch_size < 1 or lr <= 0:
-            raise ValueError(f"Trainer: need iterations >= 0, batch_size >= 1, lr > 0; got {iterations}, {batch_size}, {lr}.")
+            raise ValueError(
+                f"Trainer: need iterations >= 0, batch_size >= 1, lr > 0; got {iterations}, {batch_size}, {lr}."
+            )
         self.task, self.model = task, model
         self.out_dir = Path(out_dir)
         self.iterations, self.batch_size = int(iterations), int(batch_size)
         self.grad_clip = grad_clip
         self.seed = int(seed)
         self.log_every, self.checkpoint_every, self.val_every = int(log_every), int(checkpoint_every), int(val_every)
+        self.time_limit = time_limit
         self.device = resolve_device(device)
         self.progress = progress
         self.config = config or {}
@@ -108,6 +112,10 @@ class Trainer:
         metrics = self.task.metrics(problem, preds.answers[str(budget)])
         return float(next(iter(metrics.values())).mean())
 
+    def _out_of_time(self) -> bool:
+        """For comparisons at equal wall-clock: stop once `time_limit` seconds of training are spent."""
+        return self.time_limit is not None and self.train_seconds >= self.time_limit
+
     def fit(self, resume: bool = True) -> dict[str, float]:
         if resume and self.checkpoint_path.exists():
             self.restore(self.checkpoint_path)
@@ -119,7 +127,7 @@ class Trainer:
         last_loss = math.nan
         window_start, window_iters = time.perf_counter(), 0
         try:
-            while self.iteration < self.iterations:
+            while self.iteration < self.iterations and not self._out_of_time():
                 t0 = time.perf_counter()
                 problem = self.task.sample(self.batch_size, self.generator).to(self.device)
                 loss, logs = self.model.training_loss(self.task, problem, self.generator)

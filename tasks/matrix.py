@@ -20,7 +20,9 @@ def _per_instance(level: float | Tensor, n: int) -> Tensor:
     if level.dim() == 0:
         level = level.expand(n)
     if level.shape != (n,):
-        raise ValueError(f"difficulty must be a scalar or have one value per instance ({n}), got shape {tuple(level.shape)}.")
+        raise ValueError(
+            f"difficulty must be a scalar or have one value per instance ({n}), got shape {tuple(level.shape)}."
+        )
     return level.clone()
 
 
