@@ -1,0 +1,11 @@
+"""Direct predictors that are not energy descent, behind the same `Predictor` interface.
+
+configs/baseline/ names them for Hydra (`irem-train baseline=pondernet`).
+"""
+
+from baselines.feedforward import FeedForward
+from baselines.pondernet import PonderNet
+from baselines.recurrent import Recurrent
+from baselines.residual import IterativeResidual
+
+__all__ = ["FeedForward", "IterativeResidual", "PonderNet", "Recurrent"]

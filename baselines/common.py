@@ -1,0 +1,75 @@
+"""Plumbing shared by the direct-prediction baselines: argument checks and flat tensors.
+
+Every baseline here reads a fixed-size problem as one flat vector per instance and writes one flat
+answer, so the checks that turn a wrong task or a bad argument into a clear message live once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from energies.mlp import make_activation
+from irem.problem import Problem
+from irem.task import Task
+
+
+def check_sizes(owner: str, **sizes: int) -> None:
+    """Sizes must be whole numbers >= 1; a zero width would build a network that cannot learn."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}.")
+
+
+def check_budgets(owner: str, budgets: Sequence[int], minimum: int = 0) -> list[int]:
+    """Sorted distinct budgets; the labels of the answers are their string forms."""
+    wanted = sorted({int(b) for b in budgets})
+    if not wanted:
+        raise ValueError(f"{owner}.predict: budgets is empty; give at least one step budget.")
+    if wanted[0] < minimum:
+        raise ValueError(f"{owner}.predict: budgets must be >= {minimum}, got {wanted[0]}.")
+    return wanted
+
+
+def flat_input(owner: str, x_dim: int, task: Task, problem: Problem) -> Tensor:
+    """`problem.x` as [N, x_dim]: these baselines see an instance as one fixed-size vector."""
+    x = problem.x
+    if problem.segment is not None or not isinstance(x, Tensor):
+        raise NotImplementedError(
+            f"{owner} reads a dense tensor x with one row per instance; task '{task.name}' gives x of type "
+            f"{type(x).__name__}{' with a segment' if problem.segment is not None else ''}."
+        )
+    flat = x.reshape(x.shape[0], -1)
+    if flat.shape[1] != x_dim:
+        raise ValueError(
+            f"{owner}(x_dim={x_dim}) got x of shape {tuple(x.shape)} from task '{task.name}' "
+            f"({flat.shape[1]} values per instance); build it with the task's dims {task.dims()}."
+        )
+    return flat.float()
+
+
+def answer_shape(owner: str, y_dim: int, task: Task, problem: Problem) -> tuple[int, ...]:
+    """The task's answer shape, checked against the flat `y_dim` the network writes."""
+    shape = tuple(task.answer_shape(problem))
+    per_instance = math.prod(shape[1:])
+    if shape[0] != problem.num_instances or per_instance != y_dim:
+        raise ValueError(
+            f"{owner}(y_dim={y_dim}) cannot write answers of shape {shape} for task '{task.name}' "
+            f"({problem.num_instances} instances); build it with the task's dims {task.dims()}."
+        )
+    return shape
+
+
+def mean_loss(task: Task, problem: Problem, y: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """The task's own per-instance loss, averaged: any continuous-answer task trains as it defines."""
+    return task.loss(problem, y.reshape(shape)).mean()
+
+
+def check_activation(owner: str, name: str) -> None:
+    """Fail at construction, naming the baseline, rather than deep inside `mlp`."""
+    try:
+        make_activation(name)
+    except ValueError as err:
+        raise ValueError(f"{owner}: {err}") from None
