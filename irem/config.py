@@ -99,10 +99,26 @@ def locate(target: str) -> Any:
 
 def valid_keys(node: DictConfig | dict) -> list[str] | None:
     """Parameter names of a node's `_target_`, or None when it takes **kwargs."""
-    sig = inspect.signature(locate(str(node["_target_"])))
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return [n for n in sig.parameters if n != "self"]
+    target = locate(str(node["_target_"]))
+    if not inspect.isclass(target):
+        sig = inspect.signature(target)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            return None
+        return [n for n in sig.parameters if n != "self"]
+    # a class whose __init__ passes **kwargs on: follow them to the base classes' parameters
+    names: list[str] = []
+    for cls in target.__mro__:
+        if cls is object or "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        names += [
+            p.name
+            for p in params
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in names
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None
 
 
 def unknown_key_message(path: str, key: str, valid: list[str]) -> str:

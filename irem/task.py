@@ -19,6 +19,20 @@ from irem.problem import Problem, per_instance_mean
 SPLITS = ("train", "val", "test", "harder")
 
 
+def per_instance_level(level: float | Tensor, n: int) -> Tensor:
+    """A difficulty as one float per instance; checks the count and the shape."""
+    if int(n) < 1:
+        raise ValueError(f"the number of instances must be >= 1, got {n}.")
+    level = torch.as_tensor(level, dtype=torch.float32)
+    if level.dim() == 0:
+        level = level.expand(n)
+    if level.shape != (n,):
+        raise ValueError(
+            f"difficulty must be a scalar or have one value per instance ({n}), got shape {tuple(level.shape)}."
+        )
+    return level.clone()
+
+
 class Task(abc.ABC):
     """A family of problems with a difficulty knob.
 
@@ -37,6 +51,9 @@ class Task(abc.ABC):
         val_size: int = 256,
         split_seed: int = 1234,
     ) -> None:
+        for key, value in (("test_size", test_size), ("val_size", val_size)):
+            if int(value) < 1:
+                raise ValueError(f"{type(self).__name__}: {key} must be >= 1, got {value}.")
         self.difficulty = float(difficulty)
         self.harder_difficulty = float(harder_difficulty)
         self.test_size = int(test_size)

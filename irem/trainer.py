@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,33 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+@contextmanager
+def deferred_interrupt():
+    """Turn the first Ctrl-C (or SIGTERM, as a cluster sends on preemption) into a flag the
+    loop reads between iterations.
+
+    An interrupt in the middle of an iteration would checkpoint a generator and replay buffer
+    that have moved on while the weights have not, and the resumed run would differ. A second
+    Ctrl-C interrupts at once, as usual.
+    """
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Trainer:
@@ -112,6 +142,24 @@ class Trainer:
         metrics = self.task.metrics(problem, preds.answers[str(budget)])
         return float(next(iter(metrics.values())).mean())
 
+    def _step(self) -> tuple[float, dict[str, float]]:
+        t0 = time.perf_counter()
+        problem = self.task.sample(self.batch_size, self.generator).to(self.device)
+        loss, logs = self.model.training_loss(self.task, problem, self.generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Non-finite training loss at iteration {self.iteration}; the last good checkpoint is "
+                f"{self.checkpoint_path}. Lower the learning rate or the solver's step size."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.train_seconds += time.perf_counter() - t0
+        self.iteration += 1
+        return float(loss.detach()), logs
+
     def _out_of_time(self) -> bool:
         """For comparisons at equal wall-clock: stop once `time_limit` seconds of training are spent."""
         return self.time_limit is not None and self.train_seconds >= self.time_limit
@@ -126,44 +174,32 @@ class Trainer:
         self.model.train()
         last_loss = math.nan
         window_start, window_iters = time.perf_counter(), 0
-        try:
-            while self.iteration < self.iterations and not self._out_of_time():
-                t0 = time.perf_counter()
-                problem = self.task.sample(self.batch_size, self.generator).to(self.device)
-                loss, logs = self.model.training_loss(self.task, problem, self.generator)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"Non-finite training loss at iteration {self.iteration}; the last good checkpoint is "
-                        f"{self.checkpoint_path}. Lower the learning rate or the solver's step size."
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-                self.optimizer.step()
-                self.train_seconds += time.perf_counter() - t0
-                self.iteration += 1
-                window_iters += 1
-                last_loss = float(loss.detach())
-                bar.update(1)
-                if self.iteration % self.log_every == 0 or self.iteration == self.iterations:
-                    now = time.perf_counter()
-                    writer.add_scalar("train/loss", last_loss, self.iteration)
-                    writer.add_scalar("train/it_per_s", window_iters / max(now - window_start, 1e-9), self.iteration)
-                    for k, v in logs.items():
-                        writer.add_scalar(f"train/{k}", v, self.iteration)
-                    window_start, window_iters = now, 0
-                    bar.set_postfix(loss=f"{last_loss:.4g}")
-                if self.val_every and self.iteration % self.val_every == 0:
-                    writer.add_scalar("val/metric", self.validate(), self.iteration)
-                if self.iteration % self.checkpoint_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
-            self.save()
-            bar.close()
-            writer.close()
-            print(f"\nInterrupted at iteration {self.iteration}; checkpoint saved to {self.checkpoint_path}.")
-            raise
+        with deferred_interrupt() as interrupted:
+            try:
+                while self.iteration < self.iterations and not self._out_of_time():
+                    if interrupted["set"]:
+                        raise KeyboardInterrupt
+                    last_loss, logs = self._step()
+                    window_iters += 1
+                    bar.update(1)
+                    if self.iteration % self.log_every == 0 or self.iteration == self.iterations:
+                        now = time.perf_counter()
+                        writer.add_scalar("train/loss", last_loss, self.iteration)
+                        writer.add_scalar("train/it_per_s", window_iters / max(now - window_start, 1e-9), self.iteration)
+                        for k, v in logs.items():
+                            writer.add_scalar(f"train/{k}", v, self.iteration)
+                        window_start, window_iters = now, 0
+                        bar.set_postfix(loss=f"{last_loss:.4g}")
+                    if self.val_every and self.iteration % self.val_every == 0:
+                        writer.add_scalar("val/metric", self.validate(), self.iteration)
+                    if self.iteration % self.checkpoint_every == 0:
+                        self.save()
+            except KeyboardInterrupt:
+                self.save()
+                bar.close()
+                writer.close()
+                print(f"\nInterrupted at iteration {self.iteration}; checkpoint saved to {self.checkpoint_path}.")
+                raise
         bar.close()
         writer.close()
         self.save()

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from irem.problem import Problem
-from irem.task import Task
+from irem.task import Task, per_instance_level
 
 
 class LinearSystem(Task):
@@ -26,7 +26,7 @@ class LinearSystem(Task):
         return {"x_dim": self.n * self.n + self.n, "y_dim": self.n}
 
     def generate(self, count: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
-        s = torch.as_tensor(difficulty, dtype=torch.float32).expand(count).clone()
+        s = per_instance_level(difficulty, count)
         m = torch.rand(count, self.n, self.n, generator=generator) * 2 - 1
         a = torch.eye(self.n) + s.view(-1, 1, 1) * m / self.n**0.5
         b = torch.rand(count, self.n, generator=generator) * 2 - 1

@@ -1,0 +1,139 @@
+"""irem-train / irem-eval end to end, as a user runs them (subprocesses of the venv's scripts).
+
+The commands run once per module, independent ones side by side, to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from irem.cli import CONFIG_DIR
+
+BIN = Path(sys.executable).parent
+TRAIN = [
+    "trainer.iterations=3",
+    "trainer.progress=false",
+    "trainer.batch_size=32",
+    "eval.budgets=[1,2]",
+    "task.test_size=16",
+    "threads=1",
+]
+
+
+def start(script: str, args: list[str], cwd: Path) -> subprocess.Popen:
+    exe = BIN / script
+    assert exe.exists(), f"{exe} missing: pip install -e ."
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=240)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    cwd = tmp_path_factory.mktemp("cwd")
+    first = start("irem-train", [*TRAIN, f"hydra.run.dir={run_dir}"], cwd)
+    typo_trainer = start("irem-train", ["trainer.iteratons=3", f"hydra.run.dir={run_dir}-typo"], cwd)
+    typo_solver = start("irem-train", ["solver.stepsize=1", f"hydra.run.dir={run_dir}-typo"], cwd)
+    out = {"run_dir": run_dir, "cwd": cwd, "first": finish(first)}
+    out["typo_trainer"], out["typo_solver"] = finish(typo_trainer), finish(typo_solver)
+    if out["first"].returncode == 0:
+        again = start("irem-train", [*TRAIN, f"hydra.run.dir={run_dir}"], cwd)
+        evaluate = start("irem-eval", [f"run_dir={run_dir}", "eval.budgets=[1,3]", "threads=1"], cwd)
+        other = start("irem-train", [*TRAIN, "solver.max_steps=5", f"hydra.run.dir={run_dir}"], cwd)
+        out["again"], out["eval"], out["other"] = finish(again), finish(evaluate), finish(other)
+    return out
+
+
+def ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    )
+
+
+def test_train_runs_and_prints_a_table(runs) -> None:
+    first = runs["first"]
+    ok(first)
+    assert "trained 3 iterations" in first.stdout
+    for word in ("mse", "steps 1", "steps 2", "best", "test", "harder"):
+        assert word in first.stdout, word
+
+
+def test_train_writes_results_and_checkpoint(runs) -> None:
+    ok(runs["first"])
+    run_dir = runs["run_dir"]
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    rows = json.loads((run_dir / "eval.json").read_text())
+    assert {(r["split"], r["budget"]) for r in rows} == {(s, b) for s in ("test", "harder") for b in ("1", "2", "best")}
+    assert all(r["n"] == 16 for r in rows)
+    with (run_dir / "eval.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    assert json.loads((run_dir / "train_summary.json").read_text())["iterations"] == 3
+    assert not list(runs["cwd"].iterdir()), "the run wrote outside hydra.run.dir"
+
+
+def test_running_again_resumes(runs) -> None:
+    ok(runs["first"])
+    again = runs["again"]
+    ok(again)
+    assert "Resuming" in again.stdout
+    assert "trained 3 iterations" in again.stdout
+    first_rows = json.loads((runs["run_dir"] / "eval.json").read_text())
+    assert first_rows  # rewritten by the resumed run, same splits and budgets
+
+
+def test_resuming_with_another_config_is_refused(runs) -> None:
+    ok(runs["first"])
+    other = runs["other"]
+    assert other.returncode != 0
+    assert "solver.max_steps" in other.stdout + other.stderr
+    assert "resume=false" in other.stdout + other.stderr
+
+
+def test_eval_of_a_run(runs) -> None:
+    ok(runs["first"])
+    ev = runs["eval"]
+    ok(ev)
+    assert "steps 3" in ev.stdout and "best" in ev.stdout
+    results = list((runs["run_dir"] / "eval").glob("*/eval.json"))
+    assert len(results) == 1
+    rows = json.loads(results[0].read_text())
+    assert {r["budget"] for r in rows} == {"1", "3", "best"}
+    # the same seed and checkpoint give the same 1-step error as the training run's own evaluation
+    train_rows = json.loads((runs["run_dir"] / "eval.json").read_text())
+    one = {r["split"]: r["value"] for r in rows if r["budget"] == "1"}
+    assert one == {r["split"]: r["value"] for r in train_rows if r["budget"] == "1"}
+
+
+def test_misspelt_trainer_key(runs) -> None:
+    proc = runs["typo_trainer"]
+    assert proc.returncode != 0
+    assert "Did you mean 'iterations'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_misspelt_solver_key(runs) -> None:
+    proc = runs["typo_solver"]
+    assert proc.returncode != 0
+    assert "Did you mean 'step_size'" in proc.stderr
+    assert "step_size, max_steps" in proc.stderr
+    assert not Path(f"{runs['run_dir']}-typo").exists()
+
+
+def test_config_dir_is_the_repository_configs() -> None:
+    assert (Path(CONFIG_DIR) / "train.yaml").is_file() and (Path(CONFIG_DIR) / "evaluate.yaml").is_file()

@@ -1,0 +1,177 @@
+"""configs/ and irem/config.py, irem/build.py: every preset and group choice composes and builds,
+and a wrong key or choice is answered with the valid ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from irem.build import build_model, build_solver, build_task
+from irem.cli import CONFIG_DIR
+from irem.config import check_node, model_name, unknown_key_message, valid_keys
+from irem.energy_model import EnergyModel
+from irem.predictor import Predictor
+from irem.solver import Solver
+from irem.task import Task
+from irem.trainer import Trainer
+
+SMALL = ("++task.test_size=8", "++task.val_size=8")
+
+
+def test_every_experiment_composes_and_builds(experiment_name: str, compose_config, tmp_path) -> None:
+    cfg = compose_config("train", (f"experiment={experiment_name}", *SMALL))
+    task = build_task(cfg.task)
+    assert isinstance(task, Task) and task.test_size == 8
+    model = build_model(cfg, task)
+    assert isinstance(model, Predictor)
+    assert model.default_budget >= 1
+    # the trainer and eval sections are what the CLI passes on: they must fit their consumers
+    trainer = Trainer(task, model, tmp_path, seed=cfg.seed, device="cpu", **{**cfg.trainer, "progress": False})
+    assert trainer.iterations == cfg.trainer.iterations
+    assert set(cfg.eval.splits) <= {"train", "val", "test", "harder"}
+    assert all(int(b) >= 1 for b in cfg.eval.budgets)
+
+
+def test_paper_inverse_preset_matches_reference(compose_config) -> None:
+    cfg = compose_config("train", ("experiment=irem_inverse", *SMALL))
+    task = build_task(cfg.task)
+    model = build_model(cfg, task)
+    assert isinstance(model, EnergyModel)
+    assert task.dims() == {"x_dim": 400, "y_dim": 400}
+    assert 930_000 <= sum(p.numel() for p in model.energy.parameters()) <= 950_000
+    assert float(model.solver.step_size.detach()) == pytest.approx(100.0)
+    assert model.solver.max_steps == 10 and model.solver.truncate == 1
+    assert model.replay.capacity == 10_000
+    assert cfg.trainer.lr == pytest.approx(1e-4) and cfg.trainer.batch_size == 512
+    assert list(cfg.eval.budgets)[-1] == 80
+
+
+def test_every_solver_composes_and_builds(solver_name: str, compose_config) -> None:
+    cfg = compose_config("train", (f"solver={solver_name}",))
+    solver = build_solver(cfg.solver)
+    assert isinstance(solver, Solver)
+    assert solver.max_steps == cfg.solver.max_steps
+    assert float(solver.step_size.detach()) == pytest.approx(cfg.solver.step_size)
+
+
+def test_every_task_composes_and_builds(task_name: str, compose_config) -> None:
+    cfg = compose_config("train", (f"task={task_name}", *SMALL))
+    task = build_task(cfg.task)
+    assert isinstance(task, Task)
+    model = build_model(cfg, task)  # the default energy is sized from the task
+    assert isinstance(model, EnergyModel)
+
+
+def test_every_energy_builds_with_the_default_task(energy_name: str, compose_config) -> None:
+    cfg = compose_config("train", (f"energy={energy_name}", *SMALL))
+    model = build_model(cfg, build_task(cfg.task))
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_unknown_group_choice_fails() -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"), pytest.raises(MissingConfigException) as err:
+        compose("train", overrides=["task=nope"])
+    assert "nope" in str(err.value) and "inverse" in str(err.value)
+
+
+def test_misspelt_schema_key_fails_to_compose() -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"), pytest.raises(ConfigCompositionException):
+        compose("train", overrides=["trainer.iteratons=3"])
+
+
+def test_wrong_type_in_schema_fails_to_compose() -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"), pytest.raises(ConfigCompositionException):
+        compose("train", overrides=["trainer.iterations=many"])
+
+
+def test_check_node_names_valid_keys_and_suggests(compose_config) -> None:
+    node = compose_config("train", ("solver=gd",)).solver
+    check_node(node, "solver")  # the config as shipped is fine
+    OmegaConf.set_struct(node, False)
+    node.stepsize = 1.0
+    with pytest.raises(ValueError) as err:
+        check_node(node, "solver")
+    msg = str(err.value)
+    assert "Unknown key 'solver.stepsize'" in msg
+    assert "Did you mean 'step_size'?" in msg
+    for key in ("step_size", "max_steps", "truncate", "accept_if_lower"):
+        assert key in msg
+    assert "solvers.gradient_descent.GradientDescent" in msg
+
+
+def assert_typo_reported(group: str, name: str, compose_config) -> None:
+    """A misspelt copy of the config's first key must be reported with a suggestion."""
+    node = compose_config("train", (f"{group}={name}",))[group]
+    check_node(node, group)  # the config as shipped is fine
+    key = next(str(k) for k in node if not str(k).startswith("_"))
+    typo = key[:-1] + key[-1] * 2
+    OmegaConf.set_struct(node, False)
+    node[typo] = node[key]
+    with pytest.raises(ValueError, match=f"Did you mean '{key}'") as err:
+        check_node(node, group)
+    assert f"{group}.{typo}" in str(err.value)
+
+
+def test_check_node_catches_a_typo_in_every_task(task_name: str, compose_config) -> None:
+    assert_typo_reported("task", task_name, compose_config)
+
+
+def test_check_node_catches_a_typo_in_every_energy(energy_name: str, compose_config) -> None:
+    assert_typo_reported("energy", energy_name, compose_config)
+
+
+def test_check_node_catches_a_typo_in_every_solver(solver_name: str, compose_config) -> None:
+    assert_typo_reported("solver", solver_name, compose_config)
+
+
+def test_check_node_needs_a_target() -> None:
+    with pytest.raises(ValueError, match="_target_"):
+        check_node(OmegaConf.create({"size": 3}), "task")
+    check_node(None, "baseline")  # an absent group is fine
+
+
+def test_unknown_target_is_reported() -> None:
+    with pytest.raises(ValueError, match="tasks.matrix.Nope"):
+        valid_keys(OmegaConf.create({"_target_": "tasks.matrix.Nope"}))
+
+
+def test_unknown_key_message_without_close_match() -> None:
+    msg = unknown_key_message("solver.zzz", "zzz", ["step_size", "max_steps"])
+    assert "Did you mean" not in msg and "step_size, max_steps" in msg
+
+
+def test_energy_of_wrong_size_is_reported_before_training(compose_config) -> None:
+    cfg = compose_config("train", ("+energy.x_dim=5", *SMALL))
+    with pytest.raises(ValueError) as err:
+        build_model(cfg, build_task(cfg.task))
+    assert "MLPEnergy(x_dim=5, y_dim=400)" in str(err.value) and "inverse" in str(err.value)
+
+
+def test_build_rejects_a_target_of_the_wrong_kind(compose_config) -> None:
+    cfg = compose_config("train", SMALL)
+    cfg.solver = OmegaConf.create({"_target_": "torch.nn.Identity"})
+    with pytest.raises(TypeError, match="not an irem Solver"):
+        build_solver(cfg.solver)
+
+
+def test_run_name_resolver() -> None:
+    assert model_name(None) == "energy" and model_name("null") == "energy"
+    assert model_name("feedforward") == "feedforward"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["task=addition"], return_hydra_config=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert cfg.name == "addition-energy"
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def test_default_config_is_a_short_cpu_inverse_run(compose_config) -> None:
+    cfg = compose_config("train", SMALL)
+    assert cfg.task._target_ == "tasks.matrix.Inverse" and cfg.device == "cpu" and cfg.resume is True
+    assert torch.device(cfg.device).type == "cpu"

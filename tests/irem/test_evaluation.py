@@ -1,0 +1,106 @@
+"""irem/evaluation.py: rows for every split x budget plus 'best', correct means, table and files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from energies.mlp import MLPEnergy
+from irem.energy_model import EnergyModel
+from irem.evaluation import evaluate, format_table, write_results
+from solvers.gradient_descent import GradientDescent
+from tasks.matrix import Inverse
+
+SPLITS = ("test", "harder")
+BUDGETS = (1, 3)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    task = Inverse(size=3, test_size=10, val_size=8)
+    torch.manual_seed(0)
+    model = EnergyModel(MLPEnergy(**task.dims(), width=16), GradientDescent(step_size=1.0, max_steps=3))
+    rows = evaluate(task, model, SPLITS, BUDGETS, seed=0, batch_size=4)
+    return task, model, rows
+
+
+def test_rows_cover_every_split_and_budget_plus_best(setup) -> None:
+    _, _, rows = setup
+    keys = [(r["split"], r["budget"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == {(s, b, "mse") for s in SPLITS for b in ("1", "3", "best")}
+    for r in rows:
+        assert set(r) == {"split", "budget", "metric", "value", "n", "seconds"}
+        assert r["n"] == 10 and r["seconds"] >= 0 and r["value"] > 0
+
+
+def test_values_are_mean_per_instance_metrics(setup) -> None:
+    """The batched evaluation (batches of 4, one generator per split) averages per-instance metrics."""
+    task, model, rows = setup
+    value = {(r["split"], r["budget"]): r["value"] for r in rows}
+    for split in SPLITS:
+        problem = task.split(split)
+        g = torch.Generator().manual_seed(0)
+        per_label: dict[str, list[torch.Tensor]] = {}
+        for lo in range(0, 10, 4):
+            part = problem.select(torch.arange(lo, min(lo + 4, 10)))
+            for label, y in model.predict(task, part, BUDGETS, g).answers.items():
+                per_label.setdefault(label, []).append(task.metrics(part, y)["mse"])
+        for label, parts in per_label.items():
+            expected = float(torch.cat(parts).double().mean())
+            assert value[(split, label)] == pytest.approx(expected, rel=1e-6), (split, label)
+
+
+def test_best_is_no_worse_in_energy(setup) -> None:
+    task, model, _ = setup
+    problem = task.split("test")
+    g = torch.Generator().manual_seed(0)
+    preds = model.predict(task, problem, [1, 3], g)
+    with torch.no_grad():
+        e_best = model.energy(problem.x, preds.answers["best"])
+        for b in ("1", "3"):
+            assert (e_best <= model.energy(problem.x, preds.answers[b]) + 1e-6).all()
+
+
+def test_evaluation_is_seeded(setup) -> None:
+    task, model, rows = setup
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+
+    assert strip(evaluate(task, model, SPLITS, BUDGETS, seed=0, batch_size=4)) == strip(rows)
+    assert strip(evaluate(task, model, SPLITS, BUDGETS, seed=1, batch_size=4)) != strip(rows)
+
+
+def test_format_table_contains_every_split_and_budget(setup) -> None:
+    _, _, rows = setup
+    table = format_table(rows, "inverse-energy")
+    lines = table.splitlines()
+    assert lines[0].startswith("inverse-energy") and "mse" in lines[0]
+    assert "steps 1" in lines[0] and "steps 3" in lines[0] and "best" in lines[0]
+    assert lines[0].index("steps 1") < lines[0].index("steps 3") < lines[0].index("best")
+    for split in SPLITS:
+        line = next(x for x in lines if x.split() and x.split()[0] == split)
+        value = {r["budget"]: r["value"] for r in rows if r["split"] == split}
+        assert [float(v) for v in line.split()[1:]] == pytest.approx([value["1"], value["3"], value["best"]], rel=1e-3)
+
+
+def test_write_results_json_and_csv(setup, tmp_path: Path) -> None:
+    _, _, rows = setup
+    json_path, csv_path = write_results(rows, tmp_path / "out")
+    assert json.loads(json_path.read_text()) == rows
+    with csv_path.open() as f:
+        read = list(csv.DictReader(f))
+    assert len(read) == len(rows)
+    assert [(r["split"], r["budget"]) for r in read] == [(r["split"], r["budget"]) for r in rows]
+    assert [float(r["value"]) for r in read] == pytest.approx([r["value"] for r in rows])
+
+
+def test_empty_budgets_rejected(setup) -> None:
+    task, model, _ = setup
+    with pytest.raises(ValueError, match="budgets"):
+        evaluate(task, model, SPLITS, [])
