@@ -1,5 +1,6 @@
 """Learned energy landscapes E(x, y)."""
 
+from energies.gnn import GNNEnergy
 from energies.mlp import MLPEnergy
 
-__all__ = ["MLPEnergy"]
+__all__ = ["GNNEnergy", "MLPEnergy"]

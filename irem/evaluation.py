@@ -87,11 +87,12 @@ def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
         labels = sorted(dict.fromkeys(r["budget"] for r in sub), key=_order)
         splits = list(dict.fromkeys(r["split"] for r in sub))
         value = {(r["split"], r["budget"]): r["value"] for r in sub}
-        head = f"{metric:<10}" + "".join(f"{('steps ' + lb) if lb.isdigit() else lb:>12}" for lb in labels)
+        width = max(10, len(metric) + 1, *(len(s) + 1 for s in splits))  # long names keep columns aligned
+        head = f"{metric:<{width}}" + "".join(f"{('steps ' + lb) if lb.isdigit() else lb:>12}" for lb in labels)
         out.append((f"{title}  " if title else "") + head)
         for s in splits:
             out.append(
-                f"{'':{len(title) + 2 if title else 0}}{s:<10}"
+                f"{'':{len(title) + 2 if title else 0}}{s:<{width}}"
                 + "".join(f"{value.get((s, lb), float('nan')):>12.4g}" for lb in labels)
             )
     return "\n".join(out)

@@ -81,7 +81,14 @@ class Problem:
             )
 
     def select(self, index: Tensor) -> Problem:
-        """The sub-batch of instances `index` (dense problems only)."""
+        """The sub-batch of instances `index`, in that order.
+
+        Dense problems index every per-instance tensor. Problems with a `segment` need an x that
+        can pick instances itself (a torch-geometric Batch: `index_select`); their answer rows
+        are regathered instance by instance and the segment renumbered.
+        """
+        if self.segment is not None:
+            return self._select_segments(index)
         self._require_dense("select")
 
         def pick(v: Any) -> Any:
@@ -91,6 +98,35 @@ class Problem:
             x=self.x[index],
             target=None if self.target is None else self.target[index],
             difficulty=None if self.difficulty is None else self.difficulty[index],
+            info={k: pick(v) for k, v in self.info.items()},
+        )
+
+    def _select_segments(self, index: Tensor) -> Problem:
+        if isinstance(self.x, Tensor) or not callable(getattr(self.x, "index_select", None)):
+            raise NotImplementedError(
+                "Problem.select works on dense problems (tensor x, no segment) and on segmented problems "
+                f"whose x selects instances (a torch-geometric Batch); got x of type {type(self.x).__name__} "
+                "with a segment."
+            )
+        from torch_geometric.data import Batch  # a core dependency; only graph problems get here
+
+        index = torch.as_tensor(index, dtype=torch.long, device=self.segment.device).flatten()
+        n_rows = self.segment.shape[0]
+        rows, segment = rows_of(self.segment, index, self.num_instances)
+
+        def pick(v: Any) -> Any:
+            if isinstance(v, Tensor) and v.shape[:1] == (self.num_instances,):
+                return v[index]
+            if isinstance(v, Tensor) and v.shape[:1] == (n_rows,):
+                return v[rows]
+            return v
+
+        return Problem(
+            x=Batch.from_data_list(self.x.index_select(index.cpu())).to(self.segment.device),
+            target=None if self.target is None else self.target[rows],
+            segment=segment,
+            difficulty=None if self.difficulty is None else self.difficulty[index],
+            num_instances=int(index.numel()),
             info={k: pick(v) for k, v in self.info.items()},
         )
 
@@ -114,6 +150,20 @@ class Problem:
         )
 
 
+def rows_of(segment: Tensor, index: Tensor, num_instances: int) -> tuple[Tensor, Tensor]:
+    """Rows of instances `index` (in that order, each instance's rows in their order) and their
+    new segment ids 0..len(index)-1; loop-free."""
+    counts = torch.bincount(segment, minlength=num_instances)
+    order = torch.argsort(segment, stable=True)
+    starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)])[index]
+    picked = counts[index]
+    new_segment = torch.repeat_interleave(torch.arange(index.numel(), device=segment.device), picked)
+    offset = torch.arange(int(picked.sum()), device=segment.device) - torch.repeat_interleave(
+        picked.cumsum(0) - picked, picked
+    )
+    return order[torch.repeat_interleave(starts, picked) + offset], new_segment
+
+
 def per_row(values: Tensor, like: Tensor, segment: Tensor | None) -> Tensor:
     """Broadcast per-instance `values` [N] onto the rows of an answer `like`."""
     if segment is not None:
@@ -123,7 +173,7 @@ def per_row(values: Tensor, like: Tensor, segment: Tensor | None) -> Tensor:
 
 def per_instance_sum(rows: Tensor, segment: Tensor | None, num_instances: int) -> Tensor:
     """Sum every non-instance dimension of `rows`, then over the rows of each instance."""
-    flat = rows.reshape(rows.shape[0], -1).sum(dim=1)
+    flat = rows.flatten(1).sum(dim=1) if rows.dim() > 1 else rows  # flatten: also for zero rows
     if segment is None:
         return flat
     out = flat.new_zeros(num_instances)

@@ -79,20 +79,36 @@ class Task(abc.ABC):
         """Keyword arguments that size an energy or baseline for this task (x_dim, y_dim...)."""
 
     # -- defaults that suit continuous answers -----------------------------------------------
+    def training_difficulty(self, n: int, generator: torch.Generator) -> float | Tensor:
+        """The difficulty of a training batch of `n`: a scalar, or one value per instance drawn
+        from `generator` when training covers a range (graph tasks: a node count per graph)."""
+        return self.difficulty
+
     def sample(self, n: int, generator: torch.Generator, difficulty: float | Tensor | None = None) -> Problem:
         """A training batch at the training difficulty (or the one given)."""
-        return self.generate(n, self.difficulty if difficulty is None else difficulty, generator)
+        level = self.training_difficulty(n, generator) if difficulty is None else difficulty
+        return self.generate(n, level, generator)
+
+    def split_levels(self) -> dict[str, float | None]:
+        """Split name -> difficulty; None draws it per instance as training does.
+
+        A task with several harder levels (graphs at 15, 20, 30, 50 nodes) adds one name per level.
+        """
+        return {name: self.harder_difficulty if name == "harder" else self.difficulty for name in SPLITS}
 
     def split(self, name: str) -> Problem:
         """A fixed, seeded split. `train` here is a fixed sample used only for reporting."""
-        if name not in SPLITS:
-            raise ValueError(f"Unknown split '{name}' for task '{self.name}'. Valid splits: {', '.join(SPLITS)}.")
+        levels = self.split_levels()
+        if name not in levels:
+            raise ValueError(f"Unknown split '{name}' for task '{self.name}'. Valid splits: {', '.join(levels)}.")
         if name not in self._split_cache:
             # crc32 rather than hash(): stable across processes, so the split is the same everywhere.
             seed = self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000
             g = torch.Generator().manual_seed(seed)
             size = self.val_size if name == "val" else self.test_size
-            level = self.harder_difficulty if name == "harder" else self.difficulty
+            level = levels[name]
+            if level is None:
+                level = self.training_difficulty(size, g)
             self._split_cache[name] = self.generate(size, level, g)
         return self._split_cache[name]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
 from omegaconf import OmegaConf
 
 from irem.build import build_model, build_solver, build_task
@@ -31,7 +31,7 @@ def test_every_experiment_composes_and_builds(experiment_name: str, compose_conf
     # the trainer and eval sections are what the CLI passes on: they must fit their consumers
     trainer = Trainer(task, model, tmp_path, seed=cfg.seed, device="cpu", **{**cfg.trainer, "progress": False})
     assert trainer.iterations == cfg.trainer.iterations
-    assert set(cfg.eval.splits) <= {"train", "val", "test", "harder"}
+    assert set(cfg.eval.splits) <= set(task.split_levels())
     assert all(int(b) >= 1 for b in cfg.eval.budgets)
 
 
@@ -57,18 +57,36 @@ def test_every_solver_composes_and_builds(solver_name: str, compose_config) -> N
     assert float(solver.step_size.detach()) == pytest.approx(cfg.solver.step_size)
 
 
-def test_every_task_composes_and_builds(task_name: str, compose_config) -> None:
+def _builds(cfg) -> EnergyModel | None:
+    """The energy model of a composed config, or None when its energy does not fit its task."""
+    try:
+        return build_model(cfg, build_task(cfg.task))
+    except (ValueError, InstantiationException):
+        return None
+
+
+def test_every_task_composes_and_builds(task_name: str, compose_config, config_names) -> None:
     cfg = compose_config("train", (f"task={task_name}", *SMALL))
     task = build_task(cfg.task)
     assert isinstance(task, Task)
-    model = build_model(cfg, task)  # the default energy is sized from the task
-    assert isinstance(model, EnergyModel)
+    # the energy is sized from the task: the default one (MLP) for dense tasks, another config
+    # (the GNN) for graph tasks
+    models = [
+        _builds(compose_config("train", (f"task={task_name}", f"energy={e}", *SMALL))) for e in config_names("energy")
+    ]
+    assert any(isinstance(m, EnergyModel) for m in models)
+    if "x_dim" in task.dims():
+        assert isinstance(build_model(cfg, task), EnergyModel)
 
 
-def test_every_energy_builds_with_the_default_task(energy_name: str, compose_config) -> None:
-    cfg = compose_config("train", (f"energy={energy_name}", *SMALL))
-    model = build_model(cfg, build_task(cfg.task))
-    assert sum(p.numel() for p in model.parameters()) > 0
+def test_every_energy_builds_with_some_task(energy_name: str, compose_config, config_names) -> None:
+    """The default task when the energy fits it, else the first task config that does."""
+    for task_name in ["inverse", *config_names("task")]:
+        model = _builds(compose_config("train", (f"energy={energy_name}", f"task={task_name}", *SMALL)))
+        if model is not None:
+            assert sum(p.numel() for p in model.parameters()) > 0
+            return
+    pytest.fail(f"energy {energy_name} builds with no task config")
 
 
 def test_unknown_group_choice_fails() -> None:

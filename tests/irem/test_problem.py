@@ -146,3 +146,20 @@ def test_solve_result_detach() -> None:
     r = result([1, 1]).detach()
     assert not r.y.requires_grad and not r.best_y.requires_grad
     assert not any(t.requires_grad for t in r.trajectory) and not r.snapshots[1].requires_grad
+
+
+def test_select_on_a_graph_batch_regathers_rows_and_segment() -> None:
+    """Segmented problems with a torch-geometric x pick instances, their answer rows and difficulty."""
+    from torch_geometric.data import Batch, Data
+
+    graphs = [Data(x=torch.ones(n, 1), edge_index=torch.tensor([[0], [n - 1]]).repeat(1, n)) for n in (2, 3, 4)]
+    x = Batch.from_data_list(graphs)
+    segment = x.batch[x.edge_index[0]]
+    target = torch.arange(segment.numel(), dtype=torch.float32).unsqueeze(1)
+    p = Problem(x=x, target=target, segment=segment, difficulty=torch.tensor([2.0, 3.0, 4.0]), num_instances=3)
+    q = p.select(torch.tensor([2, 0]))
+    assert q.num_instances == 2 and q.x.num_graphs == 2
+    assert torch.equal(q.target, torch.cat([target[segment == 2], target[segment == 0]]))
+    assert torch.equal(q.segment, torch.tensor([0, 0, 0, 0, 1, 1]))
+    assert torch.equal(q.segment, q.x.batch[q.x.edge_index[0]])
+    assert torch.equal(q.difficulty, torch.tensor([4.0, 2.0]))

@@ -2,7 +2,9 @@
 
 Each task is built from its config with hydra.utils.instantiate (small split sizes) and must be
 deterministic, keep its test and harder splits fixed and apart from training data, have a ground
-truth its own `check` accepts, take per-instance difficulty, and fit the default energy and solver.
+truth its own `check` accepts, take per-instance difficulty, and fit an energy config and the
+default solver. Dense tasks (tensor x) and graph tasks (torch-geometric batch x, answers per edge
+row with a `segment`) get the same tests; the shape checks differ by layout.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from irem.cli import CONFIG_DIR
+from irem.config import valid_keys
+from irem.energy import check_energy_fits
 from irem.problem import Problem
 from irem.task import SPLITS, Task
 
@@ -39,10 +43,26 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def is_dense(problem: Problem) -> bool:
+    return problem.segment is None and isinstance(problem.x, torch.Tensor)
+
+
 def tensors_of(problem: Problem) -> dict[str, torch.Tensor]:
     out = {"x": problem.x, "target": problem.target, "difficulty": problem.difficulty, "segment": problem.segment}
+    if not isinstance(problem.x, torch.Tensor) and hasattr(problem.x, "to_dict"):
+        out.update({f"x.{k}": v for k, v in problem.x.to_dict().items()})
     out.update({f"info.{k}": v for k, v in problem.info.items()})
     return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+def instance_keys(problem: Problem) -> list[bytes]:
+    """One byte string per instance that identifies its input (graphs: local edges and features)."""
+    if is_dense(problem):
+        return [row.numpy().tobytes() for row in flat_rows(problem.x)]
+    keys = []
+    for data in problem.x.to_data_list():
+        keys.append(data.edge_index.numpy().tobytes() + b"|" + data.edge_attr.numpy().tobytes())
+    return keys
 
 
 def assert_same_problem(a: Problem, b: Problem) -> None:
@@ -72,15 +92,26 @@ def test_shapes_match_dims(task: Task) -> None:
     n = 5
     p = task.generate(n, task.difficulty, gen(0))
     dims = task.dims()
-    assert {"x_dim", "y_dim"} <= dims.keys()
     assert p.num_instances == n == len(p)
-    assert flat_rows(p.x).shape == (n, dims["x_dim"])
-    assert flat_rows(p.target).shape == (n, dims["y_dim"])
+    if is_dense(p):
+        assert {"x_dim", "y_dim"} <= dims.keys()
+        assert flat_rows(p.x).shape == (n, dims["x_dim"])
+        assert flat_rows(p.target).shape == (n, dims["y_dim"])
+        assert torch.isfinite(p.x).all()
+    else:  # a graph batch: one answer row per edge, `segment` its graph
+        assert {"edge_dim", "y_dim"} <= dims.keys()
+        rows = p.x.edge_index.shape[1]
+        assert p.x.num_graphs == n
+        assert p.x.edge_attr.shape == (rows, dims["edge_dim"])
+        assert p.target.shape == (rows, dims["y_dim"])
+        assert p.segment.shape == (rows,) and p.segment.dtype == torch.long
+        assert torch.equal(p.segment, p.x.batch[p.x.edge_index[0]])
+        assert torch.isfinite(p.x.edge_attr).all()
     assert tuple(task.answer_shape(p)) == tuple(p.target.shape)
     y0 = task.init_answer(p, gen(1))
     assert y0.shape == p.target.shape
     assert float(y0.min()) >= -1 and float(y0.max()) <= 1
-    assert torch.isfinite(p.x).all() and torch.isfinite(p.target).all()
+    assert torch.isfinite(p.target).all()
 
 
 def test_same_seed_same_problem(task: Task) -> None:
@@ -90,12 +121,18 @@ def test_same_seed_same_problem(task: Task) -> None:
 def test_different_seed_different_problem(task: Task) -> None:
     a = task.generate(6, task.difficulty, gen(3))
     b = task.generate(6, task.difficulty, gen(4))
-    assert not torch.equal(a.x, b.x)
-    assert not torch.equal(a.target, b.target)
+    assert instance_keys(a) != instance_keys(b)
+    assert a.target.shape != b.target.shape or not torch.equal(a.target, b.target)
 
 
 def test_sample_uses_training_difficulty(task: Task) -> None:
-    assert_same_problem(task.sample(4, gen(7)), task.generate(4, task.difficulty, gen(7)))
+    """A training batch is `generate` at the training difficulty; a range is drawn from the same generator."""
+    g = gen(7)
+    level = task.training_difficulty(4, g)
+    assert_same_problem(task.sample(4, gen(7)), task.generate(4, level, g))
+    if not isinstance(level, torch.Tensor):
+        assert level == task.difficulty
+        assert_same_problem(task.sample(4, gen(7)), task.generate(4, task.difficulty, gen(7)))
 
 
 # -- fixed splits ------------------------------------------------------------------------------
@@ -108,22 +145,42 @@ def test_splits_fixed_across_instances(task_name: str, task: Task, compose_confi
     assert task.split("test").num_instances == SIZES["test_size"]
     assert task.split("harder").num_instances == SIZES["test_size"]
     assert task.split("val").num_instances == SIZES["val_size"]
+    assert set(SPLITS) <= set(task.split_levels())
+    for name in task.split_levels():  # extra harder levels are fixed too
+        expected = SIZES["val_size"] if name == "val" else SIZES["test_size"]
+        assert task.split(name).num_instances == expected
 
 
 def test_splits_differ_from_each_other(task: Task) -> None:
     test, harder, val = task.split("test"), task.split("harder"), task.split("val")
-    assert not torch.equal(test.x, harder.x)
-    assert not torch.equal(test.x[: val.num_instances], val.x)
+    assert instance_keys(test) != instance_keys(harder)
+    assert instance_keys(test)[: val.num_instances] != instance_keys(val)
     assert test.num_instances == harder.num_instances
+    if is_dense(test):
+        assert not torch.equal(test.x, harder.x)
+        assert not torch.equal(test.x[: val.num_instances], val.x)
 
 
 def test_splits_never_drawn_in_training(task: Task) -> None:
     """Training batches come from the trainer's generator; no split instance may appear in them."""
-    held_out = torch.cat([flat_rows(task.split(s).x) for s in ("test", "harder", "val")])
+    if is_dense(task.split("test")):
+        held_out = torch.cat([flat_rows(task.split(s).x) for s in ("test", "harder", "val")])
+        for seed in (0, 1, 1234):
+            train = flat_rows(task.sample(32, gen(seed)).x)
+            same = (train[:, None, :] == held_out[None, :, :]).all(-1)
+            assert not same.any(), f"a training instance (seed {seed}) equals a held-out split instance"
+        return
+
+    # Graph inputs can be discrete (connectivity: a 10-node graph with no edge is common), so equal
+    # single instances happen by chance; a run of three equal instances in a row would mean the
+    # training batch was drawn from a split's own generator.
+    def runs(keys: list[bytes]) -> set[tuple[bytes, ...]]:
+        return {tuple(keys[i : i + 3]) for i in range(len(keys) - 2)}
+
+    held = set().union(*(runs(instance_keys(task.split(s))) for s in task.split_levels()))
     for seed in (0, 1, 1234):
-        train = flat_rows(task.sample(32, gen(seed)).x)
-        same = (train[:, None, :] == held_out[None, :, :]).all(-1)
-        assert not same.any(), f"a training instance (seed {seed}) equals a held-out split instance"
+        train = runs(instance_keys(task.sample(32, gen(seed))))
+        assert not held & train, f"training batch (seed {seed}) repeats a run of held-out split instances"
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +226,7 @@ def test_bad_split_name_lists_valid_splits(task: Task) -> None:
         task.split("tset")
     msg = str(err.value)
     assert "tset" in msg
-    for s in SPLITS:
+    for s in task.split_levels():
         assert s in msg
 
 
@@ -249,7 +306,7 @@ def test_non_positive_split_size_raises(task_name: str, compose_config, key: str
 
 def test_non_positive_problem_size_raises(task_name: str, compose_config) -> None:
     cfg = compose_config("train", (f"task={task_name}",)).task
-    keys = [k for k in ("size", "n") if k in cfg]
+    keys = [k for k in ("size", "n", "min_nodes") if k in cfg]
     if not keys:
         pytest.skip(f"task {task_name} has no size parameter")
     with pytest.raises(ValueError, match=f"{keys[0]} must be"):
@@ -259,11 +316,33 @@ def test_non_positive_problem_size_raises(task_name: str, compose_config) -> Non
 # -- fits the default energy and solver ---------------------------------------------------------
 
 
-def test_solver_smoke_with_untrained_mlp(task: Task, compose_config) -> None:
-    cfg = compose_config("train", ("energy=mlp", "solver=gd"))
-    torch.manual_seed(0)
-    energy = instantiate(cfg.energy, **task.dims())
-    solver = instantiate(cfg.solver)
+def fitting_energy(task: Task, compose_config, config_names):
+    """The first energy config (alphabetical) that fits the task, sized by its dims."""
+    tried = []
+    for name in config_names("energy"):
+        cfg = compose_config("train", (f"energy={name}",)).energy
+        keys = valid_keys(cfg)
+        dims = {k: v for k, v in task.dims().items() if keys is None or k in keys}
+        torch.manual_seed(0)
+        try:
+            energy = instantiate(cfg, **dims)
+            check_energy_fits(energy, task)
+        except Exception as err:  # noqa: BLE001 - a mismatch of any kind means: try the next one
+            tried.append(f"{name}: {err}")
+            continue
+        return name, energy
+    pytest.fail(f"task {task.name} fits no energy config: {tried}")
+
+
+def test_fits_an_energy(task: Task, compose_config, config_names) -> None:
+    name, _ = fitting_energy(task, compose_config, config_names)
+    p = task.generate(2, task.difficulty, gen(0))
+    assert name == ("mlp" if is_dense(p) else "gnn")
+
+
+def test_solver_smoke_with_untrained_energy(task: Task, compose_config, config_names) -> None:
+    _, energy = fitting_energy(task, compose_config, config_names)
+    solver = instantiate(compose_config("train", ("solver=gd",)).solver)
     p = task.generate(4, task.difficulty, gen(0))
     y0 = task.init_answer(p, gen(1))
     result = solver.solve(energy, p.x, y0, budget=3, segment=p.segment)

@@ -1,0 +1,67 @@
+"""energies/gnn.py: IREM's GraphEBM size, its configurable parts, and the prepared fast path.
+
+The shared energy tests (test_energies.py) already run the GNN config on a graph task: one energy
+per graph, differentiable in y, instances independent. Bad inputs are tested with the graph tasks
+(tests/tasks/test_graph.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from energies.gnn import GNNEnergy
+from tasks.graph import ShortestPath
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_parameter_count_matches_irem(compose_config) -> None:
+    energy = instantiate(compose_config("train", ("energy=gnn",)).energy, edge_dim=1, y_dim=1)
+    # two 1->64 embeddings; GINE layers 1->128 and 128->128 with 128-wide edge projections; MLP 128->128->1
+    expected = 2 * 128 + (128 + 128 + 128 + 1) + 2 * (2 * (128 * 128 + 128)) + (128 * 128 + 128) + 129
+    assert n_params(energy) == expected == 83_330
+
+
+@pytest.mark.parametrize(("key", "value"), [("width", 8), ("depth", 1), ("pool", "mean"), ("aggr", "max")])
+def test_configurable(key: str, value) -> None:
+    task = ShortestPath(test_size=4)
+    p = task.generate(3, torch.tensor([3.0, 5.0, 2.0]), gen(0))
+    torch.manual_seed(0)
+    energy = GNNEnergy(**task.dims(), **{key: value})
+    e = energy(p.x, task.init_answer(p, gen(1)))
+    assert e.shape == (3,) and torch.isfinite(e).all()
+    if key == "depth":
+        assert len(energy.convs) == 1
+
+
+def test_prepared_input_gives_the_same_energy() -> None:
+    task = ShortestPath(family="knn", test_size=4)
+    p = task.generate(4, 6.0, gen(0))
+    torch.manual_seed(0)
+    energy = GNNEnergy(**task.dims(), width=16)
+    y = task.init_answer(p, gen(1))
+    assert torch.equal(energy(energy.prepare(p.x), y), energy(p.x, y))
+    other = GNNEnergy(**task.dims(), width=16)  # a result prepared by another energy is not reused
+    torch.testing.assert_close(other(energy.prepare(p.x), y), other(p.x, y))
+
+
+def test_flat_candidate_is_one_value_per_edge() -> None:
+    task = ShortestPath(test_size=4)
+    p = task.generate(2, 4.0, gen(0))
+    energy = GNNEnergy(**task.dims(), width=8)
+    y = task.init_answer(p, gen(1))
+    assert torch.equal(energy(p.x, y.flatten()), energy(p.x, y))
+
+
+@pytest.mark.parametrize(("key", "value"), [("pool", "median"), ("aggr", "avg"), ("width", 0), ("edge_dim", 0)])
+def test_bad_arguments_name_the_choices(key: str, value) -> None:
+    with pytest.raises(ValueError, match=key):
+        GNNEnergy(**{key: value})
