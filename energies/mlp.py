@@ -2,9 +2,19 @@
 
 Defaults follow the paper: three hidden layers of 512 with swish (SiLU), ~0.94M parameters on
 20x20 matrix inverse. Inputs are flattened, so any task whose x and y are fixed-size tensors fits.
+
+The first layer is applied in two halves, W [y; x] + b = W_y y + (W_x x + b), which is the same
+function with the same parameters (`net[0]` still holds one [width, y_dim + x_dim] weight) but
+never builds the concatenation, and its backward to y multiplies by W_y alone instead of computing
+a gradient for x and throwing it away. The x half does not change during a descent, so `prepare`
+computes it once and the solver hands it back at every step (about a fifth fewer multiply-adds
+per descent step on matrix inverse). Results agree with the concatenated form up to float
+rounding (the sum over inputs is split in two).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -40,18 +50,59 @@ def mlp(in_dim: int, width: int, depth: int, out_dim: int, activation: str) -> n
     return nn.Sequential(*layers)
 
 
+@dataclass(frozen=True)
+class PreparedInput:
+    """x together with W_x x + b of the energy that made it (see `MLPEnergy.prepare`).
+
+    `weight_version` is the first layer's weight version when it was made, so an input prepared
+    before an in-place parameter update is recomputed rather than silently stale.
+    """
+
+    x: Tensor
+    hidden: Tensor
+    owner: int
+    weight_version: int
+    bias_version: int
+
+
 class MLPEnergy(EnergyFunction):
     def __init__(self, x_dim: int, y_dim: int, width: int = 512, depth: int = 3, activation: str = "swish") -> None:
         super().__init__()
         self.x_dim, self.y_dim = int(x_dim), int(y_dim)
         self.net = mlp(self.x_dim + self.y_dim, width, depth, 1, activation)
 
-    def energy(self, x: Tensor, y: Tensor, step: int = 0) -> Tensor:
+    def prepare(self, x: Tensor) -> PreparedInput:
+        """The part of the first layer that depends on x alone, to reuse across descent steps."""
+        first = self.net[0]
+        x_flat = x.reshape(x.shape[0], -1)
+        if x_flat.shape[1] != self.x_dim:
+            self._shape_error(x, None)
+        hidden = nn.functional.linear(x_flat, first.weight[:, self.y_dim :], first.bias)
+        return PreparedInput(x, hidden, id(self), first.weight._version, first.bias._version)
+
+    def energy(self, x: Tensor | PreparedInput, y: Tensor, step: int = 0) -> Tensor:
+        first = self.net[0]
+        if isinstance(x, PreparedInput):
+            fresh = (
+                x.owner == id(self)
+                and x.weight_version == first.weight._version
+                and x.bias_version == first.bias._version
+            )
+            x, hidden = x.x, (x.hidden if fresh else None)
+        else:
+            hidden = None
         n = y.shape[0]
         y_flat, x_flat = y.reshape(n, -1), x.reshape(x.shape[0], -1)
         if y_flat.shape[1] != self.y_dim or x_flat.shape[1] != self.x_dim or x_flat.shape[0] != n:
-            raise ValueError(
-                f"MLPEnergy(x_dim={self.x_dim}, y_dim={self.y_dim}) got x of shape {tuple(x.shape)} "
-                f"and y of shape {tuple(y.shape)}"
-            )
-        return self.net(torch.cat([y_flat, x_flat], dim=-1)).squeeze(-1)
+            self._shape_error(x, y)
+        if hidden is None:
+            hidden = nn.functional.linear(x_flat, first.weight[:, self.y_dim :], first.bias)
+        # net[0](cat([y, x])) without the cat: W_y y + (W_x x + b)
+        h = torch.addmm(hidden, y_flat, first.weight[:, : self.y_dim].t())
+        for layer in self.net[1:]:
+            h = layer(h)
+        return h.squeeze(-1)
+
+    def _shape_error(self, x: Tensor, y: Tensor | None) -> None:
+        got = f"x of shape {tuple(x.shape)}" + ("" if y is None else f" and y of shape {tuple(y.shape)}")
+        raise ValueError(f"MLPEnergy(x_dim={self.x_dim}, y_dim={self.y_dim}) got {got}")
