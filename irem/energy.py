@@ -20,6 +20,15 @@ class EnergyFunction(nn.Module, abc.ABC):
     def energy(self, x: Any, y: Tensor, step: int = 0) -> Tensor:
         """One scalar per instance (per position for sequence energies)."""
 
+    def prepare(self, x: Any) -> Any:
+        """What depends on x alone, computed once per descent and passed to `energy` in place of x.
+
+        The solver calls it once per solve; an energy that embeds its input (MLPEnergy's x half
+        of the first layer, GNNEnergy's edge embedding) saves that work at every step. The
+        default hands x back unchanged.
+        """
+        return x
+
     def forward(self, x: Any, y: Tensor, step: int = 0) -> Tensor:
         return self.energy(x, y, step)
 

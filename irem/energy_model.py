@@ -46,7 +46,7 @@ class EnergyModel(Predictor):
 
     def _with_replay(self, task: Task, problem: Problem, generator: torch.Generator) -> tuple[Problem, Tensor]:
         """Swap part of a fresh batch for stored, partially solved instances."""
-        y0 = task.init_answer(problem, generator)
+        y0 = task.init_answer(problem, generator).to(problem.device)
         k = int(problem.num_instances * self.replay_fraction)
         if k == 0 or len(self.replay) < k:
             return problem, y0
@@ -79,7 +79,7 @@ class EnergyModel(Predictor):
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         budgets = sorted({int(b) for b in budgets})
-        y0 = task.init_answer(problem, generator)
+        y0 = task.init_answer(problem, generator).to(problem.device)
         result = self.solver.solve(
             self.energy,
             problem.x,

@@ -63,6 +63,14 @@ class Problem:
     def __len__(self) -> int:
         return self.num_instances
 
+    @property
+    def device(self) -> torch.device:
+        """Where the problem lives, so answers can be started on the same device."""
+        for v in (self.x, self.target, self.segment):
+            if getattr(v, "device", None) is not None:
+                return torch.device(v.device)
+        return torch.device("cpu")
+
     def to(self, device: torch.device | str) -> Problem:
         return replace(
             self,

@@ -5,6 +5,13 @@ noise, accept-only-if-lower (with per-instance step shrinking on rejection), per
 gradient clipping, a gradient-norm tolerance, and truncated backprop through the last k steps.
 An instance whose energy or gradient is not finite is frozen at its last finite iterate and
 marked diverged; the rest of the batch carries on untouched.
+
+Speed (the loop runs every training iteration): an energy may offer `prepare(x)`, the part of
+its computation that depends on x alone, which the solver calls once per descent and passes in
+place of x at every step (MLPEnergy: the x half of its first layer). Per-instance masking with
+`torch.where` is skipped while no instance has stopped, and the finiteness check costs one row
+sum of the gradient unless something is not finite; results are bit-for-bit those of the plain
+masked loop.
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ class GradientDescent(Solver):
         final_energy_needed = not differentiable or self.accept_if_lower or record_history
 
         y = y0 if differentiable else y0.detach()
+        x = self._prepare(energy, x, differentiable)
         e, g = self._evaluate(energy, x, y, 0, need_grad=T > 0, create_graph=graph_at(0))
         if e.dim() != 1:
             raise ValueError(
@@ -119,68 +127,89 @@ class GradientDescent(Solver):
         device = e.device
         status = torch.full((n,), int(Status.MAX_STEPS), dtype=torch.long, device=device)
         steps = torch.zeros(n, dtype=torch.long, device=device)
-        active = torch.ones(n, dtype=torch.bool, device=device)
         lr = torch.ones(n, device=device, dtype=y.dtype)  # per-instance multiplier of step_size
 
-        finite = self._finite(e, g, segment, n)
-        status = torch.where(finite, status, torch.full_like(status, int(Status.DIVERGED)))
+        # Hot-path note: every `torch.where` over whole answers below is skipped when its mask is
+        # known to be all-true (the usual case: no instance diverged or stopped). The skipped
+        # where would return its first argument unchanged, values and gradient alike, so results
+        # are identical; `all_active` is the host-side flag that knows it.
+        finite, all_finite = self._finite(e, g, segment, n)
+        if not all_finite:
+            status = torch.where(finite, status, torch.full_like(status, int(Status.DIVERGED)))
+            if g is not None:
+                g = torch.where(per_row(finite, g, segment), g, torch.zeros_like(g))
         active = finite
-        if g is not None:
-            g = torch.where(per_row(finite, g, segment), g, torch.zeros_like(g))
+        all_active = all_finite
         best_energy = torch.where(active, e.detach(), torch.full_like(e.detach(), math.inf))
         best_step = torch.zeros(n, dtype=torch.long, device=device)
         best_y = y.detach().clone()
+        best_y_is_iterate = False  # best_y currently shares storage with an iterate (cloned at the end)
         history = [e.detach()] if record_history else None
         trajectory = [y] if record_trajectory else None
         taken = {0: y.detach()} if 0 in wanted else {}
 
         for t in range(1, T + 1):
-            if not bool(active.any()):
+            if not all_active and not bool(active.any()):
                 break
             if self.grad_tol is not None:
                 gnorm = per_instance_sum(g.detach() ** 2, segment, n).sqrt()
                 done = active & (gnorm < self.grad_tol)
                 status = torch.where(done, torch.full_like(status, int(Status.CONVERGED)), status)
                 active = active & ~done
+                all_active = all_active and not bool(done.any())
             step_g = self._clip(g, segment, n)
             update = per_row(lr, y, segment) * self.step_size * step_g
             proposal = y - update
             if self.noise > 0:
-                noise = torch.randn(y.shape, generator=generator, device=device, dtype=y.dtype)
+                # drawn where the generator lives (the trainer's is on the CPU), then moved
+                gen_device = generator.device if generator is not None else device
+                noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=y.dtype).to(device)
                 proposal = proposal + self.noise * noise
-            rows_active = per_row(active, y, segment)
-            proposal = torch.where(rows_active, proposal, y)
+            if not all_active:
+                proposal = torch.where(per_row(active, y, segment), proposal, y)
 
             skip_eval = t == T and not final_energy_needed
             if skip_eval:
-                e_new, g_new, finite = e, torch.zeros_like(g), active
+                e_new, g_new, finite, all_finite = e, None, active, all_active
             else:
                 e_new, g_new = self._evaluate(energy, x, proposal, t, need_grad=t < T, create_graph=graph_at(t))
-                g_new = torch.zeros_like(g) if g_new is None else g_new
-                finite = self._finite(e_new, g_new, segment, n)
-                g_new = torch.where(per_row(finite, g_new, segment), g_new, torch.zeros_like(g_new))
+                finite, all_finite = self._finite(e_new, g_new, segment, n)
+                if g_new is not None and not all_finite:
+                    g_new = torch.where(per_row(finite, g_new, segment), g_new, torch.zeros_like(g_new))
             steps = steps + active.long()
 
             if self.accept_if_lower:
                 # a non-finite proposal is just a bad proposal: reject it and shrink the step
                 accept = active & finite & (e_new < e)
                 lr = torch.where(active & ~accept, lr * self.shrink, lr)
+                all_accept = bool(accept.all())
             else:
                 accept = active & finite
-                diverged = active & ~finite
-                status = torch.where(diverged, torch.full_like(status, int(Status.DIVERGED)), status)
+                all_accept = all_active and all_finite
+                if not all_accept:
+                    diverged = active & ~finite
+                    status = torch.where(diverged, torch.full_like(status, int(Status.DIVERGED)), status)
                 active = accept
+                all_active = all_accept
             # rejected and diverged instances keep their last finite iterate
-            rows_accept = per_row(accept, y, segment)
-            y = torch.where(rows_accept, proposal, y)
+            if all_accept:
+                y = proposal
+                g = torch.zeros_like(g) if g_new is None else g_new
+            else:
+                rows_accept = per_row(accept, y, segment)
+                y = torch.where(rows_accept, proposal, y)
+                g = torch.where(rows_accept, torch.zeros_like(g) if g_new is None else g_new, g)
             e = torch.where(accept, e_new, e)
-            g = torch.where(rows_accept, g_new, g)
 
             if t < T or final_energy_needed:
                 better = active & (e.detach() < best_energy)
                 best_energy = torch.where(better, e.detach(), best_energy)
                 best_step = torch.where(better, torch.full_like(best_step, t), best_step)
-                best_y = torch.where(per_row(better, y, segment), y.detach(), best_y)
+                n_better = int(better.sum())  # one host sync decides all / some / none
+                if n_better == n:
+                    best_y, best_y_is_iterate = y.detach(), True
+                elif n_better > 0:
+                    best_y, best_y_is_iterate = torch.where(per_row(better, y, segment), y.detach(), best_y), False
             if history is not None:
                 history.append(e.detach())
             if trajectory is not None:
@@ -190,8 +219,12 @@ class GradientDescent(Solver):
 
         for s in wanted:  # instances that stopped early keep their final iterate
             taken.setdefault(s, y.detach())
+        if best_y_is_iterate:  # best_y is its own tensor, as a where would have made it
+            best_y = best_y.clone()
         final_energy = e if final_energy_needed else torch.full_like(e, math.nan)
-        final_energy = torch.where(status == int(Status.DIVERGED), torch.full_like(final_energy, math.nan), final_energy)
+        final_energy = torch.where(
+            status == int(Status.DIVERGED), torch.full_like(final_energy, math.nan), final_energy
+        )
         best_energy = torch.where(torch.isinf(best_energy), torch.full_like(best_energy, math.nan), best_energy)
         return SolveResult(
             y=y,
@@ -207,6 +240,17 @@ class GradientDescent(Solver):
             step_size=(lr * self.step_size).detach(),
         )
 
+    @staticmethod
+    def _prepare(energy: EnergyFunction, x: Any, differentiable: bool) -> Any:
+        """Let the energy precompute what depends on x alone, once per descent.
+
+        Under a differentiable solve it is built with grad enabled so parameters reached only
+        through it still get their gradient; otherwise without a graph, since nothing is
+        differentiated through a non-differentiable solve.
+        """
+        with torch.enable_grad() if differentiable else torch.no_grad():
+            return energy.prepare(x)
+
     def _clip(self, g: Tensor, segment: Tensor | None, n: int) -> Tensor:
         if self.grad_clip is None:
             return g
@@ -215,10 +259,21 @@ class GradientDescent(Solver):
         return g * per_row(scale, g, segment)
 
     @staticmethod
-    def _finite(e: Tensor, g: Tensor | None, segment: Tensor | None, n: int) -> Tensor:
-        """Instances whose energy and whole gradient are finite."""
-        finite = torch.isfinite(e.detach())
-        if g is not None:
-            bad = (~torch.isfinite(g.detach())).to(e.dtype)
-            finite = finite & (per_instance_sum(bad, segment, n) == 0)
-        return finite
+    def _finite(e: Tensor, g: Tensor | None, segment: Tensor | None, n: int) -> tuple[Tensor, bool]:
+        """Instances whose energy and whole gradient are finite, and whether that is all of them.
+
+        Fast path: a row sum of the gradient is finite only if every entry is (NaN and inf
+        propagate through a sum), so one reduction and one host sync settle the common
+        all-finite case. A non-finite row sum may also be an overflow of finite entries, so only
+        then the exact entry-wise test decides.
+        """
+        finite_e = torch.isfinite(e.detach())
+        if g is None:
+            return finite_e, bool(finite_e.all())
+        gd = g.detach()
+        finite = finite_e & torch.isfinite(per_instance_sum(gd, segment, n))
+        if bool(finite.all()):
+            return finite, True
+        bad = (~torch.isfinite(gd)).to(e.dtype)
+        finite = finite_e & (per_instance_sum(bad, segment, n) == 0)
+        return finite, bool(finite.all())
