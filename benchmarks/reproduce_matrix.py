@@ -95,7 +95,11 @@ def main() -> None:
         )
 
     # cheap equal-iteration baselines first, the long equal-time runs last
-    jobs = [(lambda t, b=b: run(args.out, t, b, [*iters, f"baseline={b}"], 1), t) for t in args.tasks for b in args.baselines]
+    jobs = [
+        (lambda t, b=b: run(args.out, t, b, [*iters, f"baseline={b}"], 1), t)
+        for t in args.tasks
+        for b in args.baselines
+    ]
     jobs += [(energy_then_equal_time, t) for t in args.tasks]
     with ThreadPoolExecutor(args.jobs) as pool:
         for f in [pool.submit(fn, t) for fn, t in jobs]:

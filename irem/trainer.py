@@ -185,7 +185,9 @@ class Trainer:
                     if self.iteration % self.log_every == 0 or self.iteration == self.iterations:
                         now = time.perf_counter()
                         writer.add_scalar("train/loss", last_loss, self.iteration)
-                        writer.add_scalar("train/it_per_s", window_iters / max(now - window_start, 1e-9), self.iteration)
+                        writer.add_scalar(
+                            "train/it_per_s", window_iters / max(now - window_start, 1e-9), self.iteration
+                        )
                         for k, v in logs.items():
                             writer.add_scalar(f"train/{k}", v, self.iteration)
                         window_start, window_iters = now, 0
