@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from energies.mlp import make_activation
@@ -65,6 +66,17 @@ def answer_shape(owner: str, y_dim: int, task: Task, problem: Problem) -> tuple[
 def mean_loss(task: Task, problem: Problem, y: Tensor, shape: tuple[int, ...]) -> Tensor:
     """The task's own per-instance loss, averaged: any continuous-answer task trains as it defines."""
     return task.loss(problem, y.reshape(shape)).mean()
+
+
+def iterates_loss(
+    task: Task, problem: Problem, ys: list[Tensor], shape: tuple[int, ...], every_step: bool
+) -> tuple[Tensor, dict[str, float]]:
+    """Loss of an iterative predictor: the last iterate's, or the mean over all iterates."""
+    final = mean_loss(task, problem, ys[-1], shape)
+    if not every_step:
+        return final, {}
+    loss = torch.stack([mean_loss(task, problem, y, shape) for y in ys]).mean()
+    return loss, {"loss_final": float(final.detach())}
 
 
 def check_activation(owner: str, name: str) -> None:

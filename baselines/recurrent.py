@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from baselines.common import answer_shape, check_budgets, check_sizes, flat_input, mean_loss
+from baselines.common import answer_shape, check_budgets, check_sizes, flat_input, iterates_loss
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task
@@ -56,11 +56,7 @@ class Recurrent(Predictor):
     ) -> tuple[Tensor, dict[str, float]]:
         shape = answer_shape("Recurrent", self.y_dim, task, problem)
         ys = list(self.iterate(flat_input("Recurrent", self.x_dim, task, problem), self.steps))[1:]
-        final = mean_loss(task, problem, ys[-1], shape)
-        if not self.supervise_every_step:
-            return final, {}
-        loss = torch.stack([mean_loss(task, problem, y, shape) for y in ys]).mean()
-        return loss, {"loss_final": float(final.detach())}
+        return iterates_loss(task, problem, ys, shape, self.supervise_every_step)
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         wanted = check_budgets("Recurrent", budgets)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from baselines.common import answer_shape, check_activation, check_budgets, check_sizes, flat_input, mean_loss
+from baselines.common import answer_shape, check_activation, check_budgets, check_sizes, flat_input, iterates_loss
 from energies.mlp import mlp
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
@@ -70,11 +70,7 @@ class IterativeResidual(Predictor):
         shape = answer_shape("IterativeResidual", self.y_dim, task, problem)
         x, y0 = self._start(task, problem, generator)
         ys = list(self.iterate(x, y0, self.steps))[1:]
-        final = mean_loss(task, problem, ys[-1], shape)
-        if not self.supervise_every_step:
-            return final, {}
-        loss = torch.stack([mean_loss(task, problem, y, shape) for y in ys]).mean()
-        return loss, {"loss_final": float(final.detach())}
+        return iterates_loss(task, problem, ys, shape, self.supervise_every_step)
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         wanted = check_budgets("IterativeResidual", budgets)

@@ -20,46 +20,38 @@ from irem.solver import Solver
 from irem.task import Task
 
 
+def _checked(cfg: DictConfig, group: str, kind: type, **kwargs: Any) -> Any:
+    """Instantiate a `_target_` node after checking its keys, and check what it built."""
+    check_node(cfg, group)
+    built = instantiate(cfg, **kwargs)
+    if not isinstance(built, kind):
+        raise TypeError(f"{group}._target_ {cfg._target_} built a {type(built).__name__}, not an irem {kind.__name__}.")
+    return built
+
+
 def build_task(cfg: DictConfig) -> Task:
-    check_node(cfg, "task")
-    task = instantiate(cfg)
-    if not isinstance(task, Task):
-        raise TypeError(f"task._target_ {cfg._target_} built a {type(task).__name__}, not an irem Task.")
-    return task
+    return _checked(cfg, "task", Task)
 
 
-def _sized(cfg: DictConfig, group: str, task: Task) -> Any:
+def _sized(cfg: DictConfig, group: str, task: Task, kind: type) -> Any:
     """Instantiate with the task's dims for every size the config leaves unset."""
     check_node(cfg, group)
     dims = {k: v for k, v in task.dims().items() if k not in cfg}
     valid = valid_keys(cfg)
     if valid is not None:
         dims = {k: v for k, v in dims.items() if k in valid}
-    return instantiate(cfg, **dims)
+    return _checked(cfg, group, kind, **dims)
 
 
 def build_solver(cfg: DictConfig) -> Solver:
-    check_node(cfg, "solver")
-    solver = instantiate(cfg)
-    if not isinstance(solver, Solver):
-        raise TypeError(f"solver._target_ {cfg._target_} built a {type(solver).__name__}, not an irem Solver.")
-    return solver
+    return _checked(cfg, "solver", Solver)
 
 
 def build_model(cfg: DictConfig, task: Task) -> Predictor:
     """A baseline when `baseline` is set, else an energy model (energy + solver)."""
     if cfg.get("baseline") is not None:
-        model = _sized(cfg.baseline, "baseline", task)
-        if not isinstance(model, Predictor):
-            raise TypeError(
-                f"baseline._target_ {cfg.baseline._target_} built a {type(model).__name__}, not a Predictor."
-            )
-        return model
-    energy = _sized(cfg.energy, "energy", task)
-    if not isinstance(energy, EnergyFunction):
-        raise TypeError(
-            f"energy._target_ {cfg.energy._target_} built a {type(energy).__name__}, not an EnergyFunction."
-        )
+        return _sized(cfg.baseline, "baseline", task, Predictor)
+    energy = _sized(cfg.energy, "energy", task, EnergyFunction)
     check_energy_fits(energy, task)
     model_cfg = cfg.get("model") or {}
     return EnergyModel(energy, build_solver(cfg.solver), **model_cfg)

@@ -16,6 +16,11 @@ import os
 import sys
 from pathlib import Path
 
+# OpenMP threads that spin while waiting make a loaded CPU machine up to 10x slower
+# (benchmarks/train_step.py measures both); PASSIVE waits cost nothing measurable there.
+# Set before torch loads; an OMP_WAIT_POLICY already in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import hydra
 import torch
 from hydra import compose, initialize_config_dir
