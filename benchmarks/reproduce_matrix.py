@@ -2,8 +2,8 @@
 
 For each task (addition, inverse, low-rank; 20x20) it trains the IREM energy model and every
 baseline for the same number of iterations, plus the feed-forward baseline for the energy
-model's wall-clock (`trainer.time_limit`), then prints one table per task: MSE on the test and
-harder splits at each step budget and at the lowest-energy iterate. Each run is an ordinary
+model's wall-clock (iterations scaled by the cost ratio benchmarks/iteration_cost.py measures),
+then prints one table per task: MSE on the test and harder splits at each step budget and at the lowest-energy iterate. Each run is an ordinary
 `irem-train` run in <out>/<task>-<model>; rerunning resumes or reuses finished runs.
 
     python benchmarks/reproduce_matrix.py --iterations 2000 --jobs 2      # ~1 h on 2 cores
@@ -79,18 +79,36 @@ def main() -> None:
     iters = [f"trainer.iterations={args.iterations}"]
 
     def energy_then_equal_time(task: str) -> None:
-        energy_dir = run(args.out, task, "energy", iters, 1)
-        seconds = json.loads((energy_dir / "train_summary.json").read_text())["train_seconds"]
+        run(args.out, task, "energy", iters, 1)
+        # equal wall-clock as a cost ratio measured with both models interleaved in one process:
+        # run times on a shared machine depend on what ran beside them
+        cost = (
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("iteration_cost.py")),
+                    "--task",
+                    task,
+                    "--models",
+                    "energy",
+                    "feedforward",
+                    "--repeats",
+                    "5",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        ratio = float(dict(kv.split("=") for kv in cost.split())["feedforward"])
+        equal = f"trainer.iterations={round(ratio * args.iterations)}"
         run(
             args.out,
             task,
             "feedforward-equal-time",
-            [
-                "baseline=feedforward",
-                "trainer.iterations=10000000",
-                f"trainer.time_limit={seconds:.1f}",
-                "trainer.checkpoint_every=2000",
-            ],
+            ["baseline=feedforward", equal, "trainer.checkpoint_every=2000"],
             1,
         )
 
