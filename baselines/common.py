@@ -7,12 +7,13 @@ answer, so the checks that turn a wrong task or a bad argument into a clear mess
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 from energies.mlp import make_activation
+from irem.predictor import Predictions
 from irem.problem import Problem
 from irem.task import Task
 
@@ -63,13 +64,16 @@ def answer_shape(owner: str, y_dim: int, task: Task, problem: Problem) -> tuple[
     return shape
 
 
-def mean_loss(task: Task, problem: Problem, y: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """The task's own per-instance loss, averaged: any continuous-answer task trains as it defines."""
-    return task.loss(problem, y.reshape(shape)).mean()
+def mean_loss(task: Task, problem: Problem, y: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
+    """The task's own per-instance loss, averaged: any continuous-answer task trains as it defines.
+
+    `shape` is the answer's shape when the predictor works on a flat view of it.
+    """
+    return task.loss(problem, y if shape is None else y.reshape(shape)).mean()
 
 
 def iterates_loss(
-    task: Task, problem: Problem, ys: list[Tensor], shape: tuple[int, ...], every_step: bool
+    task: Task, problem: Problem, ys: list[Tensor], shape: tuple[int, ...] | None, every_step: bool
 ) -> tuple[Tensor, dict[str, float]]:
     """Loss of an iterative predictor: the last iterate's, or the mean over all iterates."""
     final = mean_loss(task, problem, ys[-1], shape)
@@ -77,6 +81,21 @@ def iterates_loss(
         return final, {}
     loss = torch.stack([mean_loss(task, problem, y, shape) for y in ys]).mean()
     return loss, {"loss_final": float(final.detach())}
+
+
+def budget_predictions(iterates: Iterable[Tensor], wanted: list[int], shape: tuple[int, ...] | None) -> Predictions:
+    """The iterates after each budget in `wanted`; `iterates` yields y after 0, 1, 2... steps.
+
+    Evaluation leaves autograd on (descent needs it); a direct predictor does not, so the
+    iterates are drawn without a graph.
+    """
+    keep = set(wanted)
+    answers: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for t, y in enumerate(iterates):
+            if t in keep:
+                answers[str(t)] = y if shape is None else y.reshape(shape)
+    return Predictions(answers=answers, info={"steps_mean": {str(b): float(b) for b in wanted}})
 
 
 def check_activation(owner: str, name: str) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv
 
-from baselines.common import check_activation, check_budgets, check_sizes
+from baselines.common import budget_predictions, check_activation, check_budgets, check_sizes, iterates_loss, mean_loss
 from energies.gnn import AGGRS, check_choice, check_graph
 from energies.mlp import make_activation
 from irem.predictor import Predictions, Predictor
@@ -44,10 +44,6 @@ def _edge_readout(hidden: int, y_dim: int, activation: str) -> nn.Sequential:
 
 def _read_edges(readout: nn.Module, h: Tensor, edge_index: Tensor, e: Tensor) -> Tensor:
     return readout(torch.cat([h[edge_index[0]], h[edge_index[1]], e], dim=-1))
-
-
-def _loss(task: Task, problem: Problem, y: Tensor) -> Tensor:
-    return task.loss(problem, y).mean()
 
 
 class GNNFeedForward(Predictor):
@@ -87,7 +83,7 @@ class GNNFeedForward(Predictor):
         self, task: Task, problem: Problem, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
         y = self(_graph_input("GNNFeedForward", self.edge_dim, task, problem))
-        return _loss(task, problem, y), {}
+        return mean_loss(task, problem, y), {}
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         wanted = check_budgets("GNNFeedForward", budgets)
@@ -151,19 +147,10 @@ class GNNRecurrent(Predictor):
         self, task: Task, problem: Problem, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
         ys = list(self.iterate(_graph_input("GNNRecurrent", self.edge_dim, task, problem), self.steps))[1:]
-        final = _loss(task, problem, ys[-1])
-        if not self.supervise_every_step:
-            return final, {}
-        loss = torch.stack([_loss(task, problem, y) for y in ys]).mean()
-        return loss, {"loss_final": float(final.detach())}
+        return iterates_loss(task, problem, ys, None, self.supervise_every_step)
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         wanted = check_budgets("GNNRecurrent", budgets)
-        keep = set(wanted)
-        answers: dict[str, Tensor] = {}
         with torch.no_grad():
             x = _graph_input("GNNRecurrent", self.edge_dim, task, problem)
-            for t, y in enumerate(self.iterate(x, wanted[-1])):
-                if t in keep:
-                    answers[str(t)] = y
-        return Predictions(answers=answers, info={"steps_mean": {str(b): float(b) for b in wanted}})
+        return budget_predictions(self.iterate(x, wanted[-1]), wanted, None)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from baselines.common import answer_shape, check_budgets, check_sizes, flat_input, iterates_loss
+from baselines.common import answer_shape, budget_predictions, check_budgets, check_sizes, flat_input, iterates_loss
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task
@@ -61,12 +61,6 @@ class Recurrent(Predictor):
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         wanted = check_budgets("Recurrent", budgets)
         shape = answer_shape("Recurrent", self.y_dim, task, problem)
-        keep = set(wanted)
-        answers: dict[str, Tensor] = {}
-        # Evaluation leaves autograd on (descent needs it); a direct predictor does not.
         with torch.no_grad():
             x = flat_input("Recurrent", self.x_dim, task, problem)
-            for t, y in enumerate(self.iterate(x, wanted[-1])):
-                if t in keep:
-                    answers[str(t)] = y.reshape(shape)
-        return Predictions(answers=answers, info={"steps_mean": {str(b): float(b) for b in wanted}})
+        return budget_predictions(self.iterate(x, wanted[-1]), wanted, shape)

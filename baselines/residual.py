@@ -12,7 +12,15 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from baselines.common import answer_shape, check_activation, check_budgets, check_sizes, flat_input, iterates_loss
+from baselines.common import (
+    answer_shape,
+    budget_predictions,
+    check_activation,
+    check_budgets,
+    check_sizes,
+    flat_input,
+    iterates_loss,
+)
 from energies.mlp import mlp
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
@@ -75,12 +83,6 @@ class IterativeResidual(Predictor):
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         wanted = check_budgets("IterativeResidual", budgets)
         shape = answer_shape("IterativeResidual", self.y_dim, task, problem)
-        keep = set(wanted)
-        answers: dict[str, Tensor] = {}
-        # Evaluation leaves autograd on (descent needs it); a direct predictor does not.
         with torch.no_grad():
             x, y0 = self._start(task, problem, generator)
-            for t, y in enumerate(self.iterate(x, y0, wanted[-1])):
-                if t in keep:
-                    answers[str(t)] = y.reshape(shape)
-        return Predictions(answers=answers, info={"steps_mean": {str(b): float(b) for b in wanted}})
+        return budget_predictions(self.iterate(x, y0, wanted[-1]), wanted, shape)
