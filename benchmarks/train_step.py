@@ -35,24 +35,26 @@ count over the measured time.
 
 The matmul reference: plain float32 torch.mm timed in the same run at the workload's dominant
 shape (512x512 @ 512x512, the hidden layers), its first-layer shape (512x400 @ 400x512) and a
-large square one (2048^3). Each timed iteration is followed by one burst of back-to-back
-multiplies per shape, the three together lasting about one iteration, so both figures see the
-same share of a shared machine's load (the median of many 3 ms matmuls would report unpreempted
-speed while a 250 ms iteration pays its share of the load). `matmul_gflops` is the highest of
+large square one (2048^3). Timing alternates blocks: `--iters` back-to-back iterations, as the
+trainer runs them, then as long a block of matmul bursts (one per shape per iteration), so both
+figures see the same share of a shared machine's load (the median of many 3 ms matmuls would
+report unpreempted speed while a 250 ms iteration pays its share of the load). Blocks rather
+than one burst after every iteration: a 2048^3 burst evicts the model from cache, and an
+iteration timed right after one ran ~7% slower than the trainer's back-to-back iterations
+(141 vs 132 ms). `matmul_gflops` is the highest of
 the three medians, the best rate a plain matmul reaches here at this thread count, so the
 fraction is not flattered by a slow reference. The minimum iteration time is printed too; on an
 idle machine the median approaches it.
 
 Threads: `--threads` (default 2, this machine's core count); the thread count, OpenMP wait
 policy and load average are printed. The trainer generates data in-process, so there are no
-loader workers to oversubscribe the cores, but other processes on a 2-core machine do: OpenMP
-spin-waits at the end of every parallel region by default, and when one of our two threads is
-descheduled each op waits out a scheduler slice. Measured here at load average ~6: the
-iteration took 2911 ms spinning vs 230 ms with OMP_WAIT_POLICY=PASSIVE (2 threads), and a
-512^3 matmul ran at 17 vs ~100 GFLOP/s, while the 2048^3 one held ~90 either way. So, unless
-OMP_WAIT_POLICY is already set, this script sets it to PASSIVE before torch loads
-(`--omp-wait-policy inherit` leaves it alone, to compare). `irem-train` does not set it: export
-OMP_WAIT_POLICY=PASSIVE (or train with threads=1) on a shared machine.
+loader workers to oversubscribe the cores, but other processes on a 2-core machine do, and how
+OpenMP threads wait between the iteration's few hundred operations matters both ways: spinning
+(libgomp's default) made the iteration 10x slower at load average ~6 (2911 vs 230 ms), while
+sleeping at once (OMP_WAIT_POLICY=PASSIVE) costs ~15% on an idle machine in wake-ups (137 vs
+116 ms). This script applies the same default as `irem-train`, a short bounded spin
+(GOMP_SPINCOUNT=30000, see irem/openmp.py for the table), unless the environment sets either
+variable; `--omp-wait-policy passive` or `inherit` compares.
 
 `--flush-denormal` sets torch.set_flush_denormal(True). Training on inverse produces no denormal
 floats (checked over 60 iterations on activations, dE/dy, parameter gradients and Adam state)
@@ -81,27 +83,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --iters timed iterations")
     parser.add_argument(
-        "--iters", type=int, default=6, help="timed iterations per round, each followed by matmul bursts"
+        "--iters", type=int, default=6, help="back-to-back timed iterations per round, then matmul bursts"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flush-denormal", action="store_true")
     parser.add_argument(
         "--omp-wait-policy",
-        choices=("passive", "inherit"),
-        default="passive",
-        help="set OMP_WAIT_POLICY=PASSIVE unless the environment sets it (default), or leave it alone",
+        choices=("short-spin", "passive", "inherit"),
+        default="short-spin",
+        help="how OpenMP threads wait, unless the environment sets it (irem/openmp.py); inherit leaves it alone",
     )
     parser.add_argument("--table", action="store_true", help="print the profiler's top ops")
     return parser.parse_args()
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from irem.openmp import configure_wait_policy, describe_wait_policy  # noqa: E402
+
 ARGS = parse_args() if __name__ == "__main__" else None
-if ARGS is not None and ARGS.omp_wait_policy == "passive":
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP
+if ARGS is not None:
+    configure_wait_policy(ARGS.omp_wait_policy)  # read once, when torch loads OpenMP
 
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from energies.mlp import MLPEnergy  # noqa: E402
 from irem.energy_model import EnergyModel  # noqa: E402
@@ -217,7 +221,7 @@ def main() -> None:
     naive = naive_flops(args.batch, dims["y_dim"], dims["x_dim"], width, depth, args.steps)
     print(
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, flush_denormal={args.flush_denormal}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset: spin)')}, "
+        f"{describe_wait_policy()}, "
         f"loadavg={' '.join(f'{v:.2f}' for v in os.getloadavg())}, cpu_count={os.cpu_count()}"
     )
     print(f"workload: inverse 20x20, batch {args.batch}, {args.steps} descent steps, truncate=1, Adam")
@@ -230,10 +234,11 @@ def main() -> None:
     data_times: list[float] = []
     rates: dict[str, list[float]] = {name: [] for name in mats}
     for _ in range(args.rounds):
-        for _ in range(args.iters):  # fine interleaving: load on a shared machine shifts in phases
-            iter_times += timed(iteration, 1)
-            for name, r in matmul_round(mats, burst_s / len(mats), bursts=1).items():
-                rates[name] += r
+        # a block of back-to-back iterations, as the trainer runs them (warm caches), then as
+        # long a block of matmul bursts: load on a shared machine shifts in phases of seconds
+        iter_times += timed(iteration, args.iters)
+        for name, r in matmul_round(mats, burst_s / len(mats), bursts=args.iters).items():
+            rates[name] += r
         data_times += timed(sample_only, 2)
 
     measured, table = profiler_flops(iteration)

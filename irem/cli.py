@@ -16,10 +16,10 @@ import os
 import sys
 from pathlib import Path
 
-# OpenMP threads that spin while waiting make a loaded CPU machine up to 10x slower
-# (benchmarks/train_step.py measures both); PASSIVE waits cost nothing measurable there.
-# Set before torch loads; an OMP_WAIT_POLICY already in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from irem.openmp import configure_wait_policy
+
+# before torch loads: a short bounded spin between ops (see irem/openmp.py for the measurements)
+configure_wait_policy()
 
 import hydra
 import torch

@@ -66,6 +66,18 @@ class Inverse(MatrixTask):
         super().__init__(size, difficulty=difficulty, harder_difficulty=harder_difficulty, **split_args)
 
     def generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
+        return self._generate(n, difficulty, generator, measure=True)
+
+    def sample(self, n: int, generator: torch.Generator, difficulty: float | Tensor | None = None) -> Problem:
+        """A training batch: `generate`'s x and target, with no condition number (difficulty None).
+
+        Nothing in training reads a batch's difficulty, and the eigenvalues behind it took ~4%
+        of a training iteration (benchmarks/train_step.py). The shift c stays in `info`.
+        """
+        level = self.training_difficulty(n, generator) if difficulty is None else difficulty
+        return self._generate(n, level, generator, measure=False)
+
+    def _generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator, measure: bool) -> Problem:
         c = per_instance_level(difficulty, n)
         if bool((c <= 0).any()):
             raise ValueError("Inverse: the diagonal shift c must be > 0 (otherwise A may be singular).")
@@ -81,15 +93,19 @@ class Inverse(MatrixTask):
         a64 = a.double()
         chol, info = torch.linalg.cholesky_ex(a64)
         inverse = torch.cholesky_inverse(chol)
-        eig = torch.linalg.eigvalsh(a64)
-        cond = eig[:, -1] / eig[:, 0]
-        bad = (info != 0) | (eig[:, 0] <= 0)
+        bad = info != 0
+        cond = None
+        if measure:
+            eig = torch.linalg.eigvalsh(a64)
+            cond = eig[:, -1] / eig[:, 0]
+            bad |= eig[:, 0] <= 0
         if bool(bad.any()):
             inverse[bad] = torch.linalg.inv(a64[bad])
-            cond[bad] = torch.linalg.cond(a64[bad])
+            if cond is not None:
+                cond[bad] = torch.linalg.cond(a64[bad])
         target = inverse.float().reshape(n, -1)
-        cond = cond.float()
-        return Problem(x=a.reshape(n, -1), target=target, difficulty=cond, info={"shift": c})
+        difficulty = None if cond is None else cond.float()
+        return Problem(x=a.reshape(n, -1), target=target, difficulty=difficulty, info={"shift": c})
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
         """A @ Y = I, with the residual scaled by the condition number."""

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from irem.config import valid_keys
 from irem.energy import check_energy_fits
 from irem.problem import Problem
 from irem.task import SPLITS, Task
+from tasks.matrix import Inverse
 
 SIZES = {"test_size": 16, "val_size": 8}
 
@@ -129,10 +131,20 @@ def test_sample_uses_training_difficulty(task: Task) -> None:
     """A training batch is `generate` at the training difficulty; a range is drawn from the same generator."""
     g = gen(7)
     level = task.training_difficulty(4, g)
-    assert_same_problem(task.sample(4, gen(7)), task.generate(4, level, g))
+    assert_same_training_batch(task, task.sample(4, gen(7)), task.generate(4, level, g))
     if not isinstance(level, torch.Tensor):
         assert level == task.difficulty
-        assert_same_problem(task.sample(4, gen(7)), task.generate(4, task.difficulty, gen(7)))
+        assert_same_training_batch(task, task.sample(4, gen(7)), task.generate(4, task.difficulty, gen(7)))
+
+
+def assert_same_training_batch(task: Task, batch: Problem, generated: Problem) -> None:
+    """Inverse's training batches skip the condition number; everything else must match `generate`."""
+    if isinstance(task, Inverse):
+        assert batch.difficulty is None
+        cond = torch.linalg.cond(generated.x.reshape(-1, task.size, task.size).double()).float()
+        torch.testing.assert_close(generated.difficulty, cond, rtol=1e-5, atol=0)
+        batch = replace(batch, difficulty=generated.difficulty)
+    assert_same_problem(batch, generated)
 
 
 # -- fixed splits ------------------------------------------------------------------------------
