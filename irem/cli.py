@@ -122,7 +122,7 @@ def _evaluate(cfg: DictConfig) -> None:
     if cfg.get("solver") is not None:
         if not hasattr(model, "solver"):
             raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
-        model.solver = build_solver(cfg.solver)
+        model.solver = build_solver(cfg.solver).with_base(model.solver)
     device = resolve_device(cfg.device)
     model.to(device)
     rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, device)

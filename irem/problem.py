@@ -215,6 +215,9 @@ class SolveResult:
     trajectory: list[Tensor] | None = None
     snapshots: dict[int, Tensor] = field(default_factory=dict)
     step_size: Tensor | None = None
+    # adaptive solvers: index into `rules` of the halting rule that stopped each instance (-1: none)
+    stopped_by: Tensor | None = None
+    rules: tuple[str, ...] = ()
 
     @property
     def num_instances(self) -> int:
@@ -225,13 +228,17 @@ class SolveResult:
 
     def summary(self) -> dict[str, float]:
         """Aggregate numbers worth logging."""
-        return {
+        out = {
             "steps_mean": self.steps.float().mean().item(),
             "converged": self.count(Status.CONVERGED) / max(self.num_instances, 1),
             "diverged": self.count(Status.DIVERGED) / max(self.num_instances, 1),
             "energy_final": torch.nanmean(self.energy.float()).item(),
             "energy_best": torch.nanmean(self.best_energy.float()).item(),
         }
+        if self.stopped_by is not None:
+            for i, name in enumerate(self.rules):
+                out[f"stopped_by_{name}"] = int((self.stopped_by == i).sum()) / max(self.num_instances, 1)
+        return out
 
     def detach(self) -> SolveResult:
         out = {}

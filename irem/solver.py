@@ -39,3 +39,8 @@ class Solver(nn.Module, abc.ABC):
         the result trains the energy. `snapshots` asks for the iterate after each listed number of
         steps, so one run reports several budgets.
         """
+
+    def with_base(self, base: Solver) -> Solver:
+        """This solver, for a model trained with `base`. A solver that wraps another one and was
+        configured without it (solvers/adaptive.py) wraps `base`, keeping the trained step size."""
+        return self

@@ -73,7 +73,7 @@ class GradientDescent(Solver):
     def step_size(self) -> Tensor:
         return self.log_step_size.exp()
 
-    def _evaluate(
+    def energy_and_grad(
         self, energy: EnergyFunction, x: Any, y: Tensor, step: int, need_grad: bool, create_graph: bool
     ) -> tuple[Tensor, Tensor | None]:
         if not need_grad:
@@ -117,8 +117,8 @@ class GradientDescent(Solver):
         final_energy_needed = not differentiable or self.accept_if_lower or record_history
 
         y = y0 if differentiable else y0.detach()
-        x = self._prepare(energy, x, differentiable)
-        e, g = self._evaluate(energy, x, y, 0, need_grad=T > 0, create_graph=graph_at(0))
+        x = self.prepare_input(energy, x, differentiable)
+        e, g = self.energy_and_grad(energy, x, y, 0, need_grad=T > 0, create_graph=graph_at(0))
         if e.dim() != 1:
             raise ValueError(
                 f"{describe(energy)} returned energies of shape {tuple(e.shape)}; a solver needs one per instance."
@@ -133,7 +133,7 @@ class GradientDescent(Solver):
         # known to be all-true (the usual case: no instance diverged or stopped). The skipped
         # where would return its first argument unchanged, values and gradient alike, so results
         # are identical; `all_active` is the host-side flag that knows it.
-        finite, all_finite = self._finite(e, g, segment, n)
+        finite, all_finite = self.finite_instances(e, g, segment, n)
         if not all_finite:
             status = torch.where(finite, status, torch.full_like(status, int(Status.DIVERGED)))
             if g is not None:
@@ -157,14 +157,7 @@ class GradientDescent(Solver):
                 status = torch.where(done, torch.full_like(status, int(Status.CONVERGED)), status)
                 active = active & ~done
                 all_active = all_active and not bool(done.any())
-            step_g = self._clip(g, segment, n)
-            update = per_row(lr, y, segment) * self.step_size * step_g
-            proposal = y - update
-            if self.noise > 0:
-                # drawn where the generator lives (the trainer's is on the CPU), then moved
-                gen_device = generator.device if generator is not None else device
-                noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=y.dtype).to(device)
-                proposal = proposal + self.noise * noise
+            proposal = self.propose(y, g, lr, segment, n, generator)
             if not all_active:
                 proposal = torch.where(per_row(active, y, segment), proposal, y)
 
@@ -172,8 +165,8 @@ class GradientDescent(Solver):
             if skip_eval:
                 e_new, g_new, finite, all_finite = e, None, active, all_active
             else:
-                e_new, g_new = self._evaluate(energy, x, proposal, t, need_grad=t < T, create_graph=graph_at(t))
-                finite, all_finite = self._finite(e_new, g_new, segment, n)
+                e_new, g_new = self.energy_and_grad(energy, x, proposal, t, need_grad=t < T, create_graph=graph_at(t))
+                finite, all_finite = self.finite_instances(e_new, g_new, segment, n)
                 if g_new is not None and not all_finite:
                     g_new = torch.where(per_row(finite, g_new, segment), g_new, torch.zeros_like(g_new))
             steps = steps + active.long()
@@ -240,8 +233,24 @@ class GradientDescent(Solver):
             step_size=(lr * self.step_size).detach(),
         )
 
+    def propose(
+        self, y: Tensor, g: Tensor, lr: Tensor, segment: Tensor | None, n: int, generator: torch.Generator | None
+    ) -> Tensor:
+        """The next candidate: y - lr * step_size * clip(dE/dy) (+ noise), `lr` per instance.
+
+        Public so a solver that wraps this one (solvers/adaptive.py) takes the same steps.
+        """
+        update = per_row(lr, y, segment) * self.step_size * self._clip(g, segment, n)
+        proposal = y - update
+        if self.noise > 0:
+            # drawn where the generator lives (the trainer's is on the CPU), then moved
+            gen_device = generator.device if generator is not None else y.device
+            noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=y.dtype).to(y.device)
+            proposal = proposal + self.noise * noise
+        return proposal
+
     @staticmethod
-    def _prepare(energy: EnergyFunction, x: Any, differentiable: bool) -> Any:
+    def prepare_input(energy: EnergyFunction, x: Any, differentiable: bool) -> Any:
         """Let the energy precompute what depends on x alone, once per descent.
 
         Under a differentiable solve it is built with grad enabled so parameters reached only
@@ -259,7 +268,7 @@ class GradientDescent(Solver):
         return g * per_row(scale, g, segment)
 
     @staticmethod
-    def _finite(e: Tensor, g: Tensor | None, segment: Tensor | None, n: int) -> tuple[Tensor, bool]:
+    def finite_instances(e: Tensor, g: Tensor | None, segment: Tensor | None, n: int) -> tuple[Tensor, bool]:
         """Instances whose energy and whole gradient are finite, and whether that is all of them.
 
         Fast path: a row sum of the gradient is finite only if every entry is (NaN and inf
