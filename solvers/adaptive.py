@@ -158,7 +158,10 @@ class AdaptiveDescent(Solver):
                 m = idx.numel()
                 if not bool(live.all()):
                     out.finish(~live, idx, cur_seg, segment, y, e, steps, reason, best_y, best_e, best_step)
-                    if int(live.sum()) < self.compact_below * m or not bool(live.any()):
+                    if not bool(live.any()):
+                        idx = idx[:0]  # all written: nothing left to finish
+                        break
+                    if int(live.sum()) < self.compact_below * m:
                         keep = live.nonzero().squeeze(1)
                         idx, rows, cur_x, cur_seg = _select(cur_x, cur_seg, m, keep, idx)
                         px = gd.prepare_input(energy, cur_x, False)
@@ -169,8 +172,6 @@ class AdaptiveDescent(Solver):
                         states = [{k: v[keep] for k, v in s.items()} for s in states]
                         live = torch.ones(keep.numel(), dtype=torch.bool, device=device)
                         m = keep.numel()
-                    if m == 0:
-                        break
                 proposal = gd.propose(y, g, lr, cur_seg, m, generator)
                 e_new, g_new = gd.energy_and_grad(energy, px, proposal, t, need_grad=t < T, create_graph=False)
                 finite, _ = gd.finite_instances(e_new, g_new, cur_seg, m)
