@@ -7,7 +7,7 @@ of the rest along with their iterates. Any solver that produces a `StepInfo` per
 them; none of them knows about tasks.
 
     EnergyPlateau(tol=1e-3, patience=2)   energy changes under tol (x the first step's) `patience` times
-    GradNorm(tol=1e-2)                    ||dE/dy|| of the current iterate under tol
+    GradNorm(tol=1e-2, relative=False)    ||dE/dy|| under tol (x its value after step 1)
     StepCollapse(min_step=1.0)            with accept-if-lower: the shrunk step is below min_step
     BudgetCap(max_steps=40)               a hard per-instance cap under the solver's budget
 """
@@ -91,17 +91,31 @@ class EnergyPlateau(HaltingRule):
 
 
 class GradNorm(HaltingRule):
-    """Stop when the gradient norm at the current iterate is below `tol` (a stationary point)."""
+    """Stop when the gradient norm at the current iterate is below `tol` (a stationary point).
+
+    `relative` compares against the norm after the first step instead, so the rule reads "the
+    gradient has fallen to tol of where it started": on an ill-conditioned landscape that takes
+    longer, which an energy-change rule misses (the first steps remove the stiff directions and
+    the energy barely moves afterwards, however far the answer still is).
+    """
 
     name = "grad_norm"
 
-    def __init__(self, tol: float = 1e-2) -> None:
+    def __init__(self, tol: float = 1e-2, relative: bool = False, floor: float = 1e-12) -> None:
         if tol <= 0:
             raise ValueError(f"GradNorm: tol must be positive, got {tol}.")
-        self.tol = float(tol)
+        self.tol, self.relative, self.floor = float(tol), bool(relative), float(floor)
+
+    def start(self, n: int, device: torch.device) -> dict[str, Tensor]:
+        return {"scale": torch.ones(n, device=device)} if self.relative else {}
 
     def update(self, state: dict[str, Tensor], info: StepInfo) -> tuple[Tensor, dict[str, Tensor]]:
-        return info.grad_norm < self.tol, state
+        if not self.relative:
+            return info.grad_norm < self.tol, state
+        scale = state["scale"]
+        if info.t == 1:
+            scale = info.grad_norm.clamp_min(self.floor).to(scale.dtype)
+        return info.grad_norm < self.tol * scale, {"scale": scale}
 
 
 class StepCollapse(HaltingRule):

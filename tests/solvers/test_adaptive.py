@@ -110,6 +110,19 @@ def test_grad_norm_rule() -> None:
     assert all((w[i] * (before[i] - b[i])).norm() >= 1e-2 for i in range(len(before)))
 
 
+def test_relative_grad_norm_takes_longer_on_flatter_instances() -> None:
+    x, y0 = quadratic_problem()
+    energy = Quadratic(3)
+    gd = GradientDescent(step_size=1.0)
+    out = AdaptiveDescent(gd, rules=[GradNorm(tol=1e-3, relative=True)], max_steps=1000).solve(energy, x, y0)
+    steps = out.steps.tolist()
+    assert all(a > b for a, b in zip(steps, steps[1:], strict=False)), steps
+    b, w = x[:, 0], x[:, 1]
+    first = gd.solve(energy, x, y0, budget=1).y
+    start = (w * (first - b)).norm(dim=1)
+    assert ((w * (out.y - b)).norm(dim=1) < 1e-3 * start).all()
+
+
 def test_step_collapse_with_accept_if_lower_and_budget_cap() -> None:
     x, y0 = quadratic_problem()
     energy = Quadratic(3)

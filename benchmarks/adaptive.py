@@ -1,0 +1,200 @@
+"""Adaptive halting against a fixed 80-step descent on mixed-difficulty matrix inverse.
+
+The test set draws the diagonal shift c log-uniformly in [--c-min, --c-max] (default 0.05..1),
+so condition numbers spread over a factor of ~30 (printed). Both solvers descend the same trained
+IREM energy from the same starts:
+
+  fixed     the model's own GradientDescent for 80 steps;
+  adaptive  solvers/adaptive.py around that descent: each instance stops when its energy has
+            changed by less than --tol times its first step's change on --patience consecutive
+            steps (EnergyPlateau), and stopped instances leave the batch.
+
+Reported: MSE of each (adaptive/fixed ratio), wall-clock of each (median of --repeats
+interleaved runs, ratio), and the Spearman rank correlation between an instance's condition
+number and the steps the adaptive solver used on it, plus steps used per condition-number band.
+
+A control runs the same halting rule on the exact quadratic energy of the inverse,
+E(A, Y) = 1/2 tr(Y^T A Y) - tr(Y) (minimiser A^-1, gradient AY - I), with step 1/lambda_max:
+plain descent on it needs a number of steps that grows with cond(A), so it shows what the rule
+does on a landscape whose curvature carries the difficulty. It is a reference, not a learned model.
+
+The trained model comes from --run-dir (an irem-train run directory); without one the script
+trains `experiment=irem_inverse` for --train-iterations into runs/adaptive-inverse (reused
+if there).
+
+    python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy
+    python benchmarks/adaptive.py                      # trains first (~15 min on 2 cores at 1000 its)
+
+Last line: mse_ratio=<adaptive/fixed> wallclock_ratio=<adaptive/fixed> spearman=<rho>, for the
+learned energy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from irem.openmp import configure_wait_policy  # noqa: E402
+
+configure_wait_policy()
+
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from irem.build import build_model, build_task  # noqa: E402
+from irem.checkpoint import load  # noqa: E402
+from irem.energy import EnergyFunction  # noqa: E402
+from irem.solver import Solver  # noqa: E402
+from solvers.adaptive import AdaptiveDescent  # noqa: E402
+from solvers.gradient_descent import GradientDescent  # noqa: E402
+from solvers.halting import EnergyPlateau, GradNorm  # noqa: E402
+
+
+class InverseQuadratic(EnergyFunction):
+    """1/2 tr(Y^T A Y) - tr(Y) per instance: convex for SPD A, minimised at A^-1."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def energy(self, x: Tensor, y: Tensor, step: int = 0) -> Tensor:
+        n = y.shape[0]
+        a = x.reshape(n, self.size, self.size)
+        yy = y.reshape(n, self.size, self.size)
+        return 0.5 * (yy * (a @ yy)).sum((1, 2)) - yy.diagonal(dim1=1, dim2=2).sum(1)
+
+
+def trained_model(args: argparse.Namespace):
+    run_dir = args.run_dir
+    if run_dir is None:
+        run_dir = Path("runs/adaptive-inverse")
+        if not (run_dir / "eval.json").exists():
+            cmd = [
+                str(Path(sys.executable).with_name("irem-train")),
+                "experiment=irem_inverse",
+                f"trainer.iterations={args.train_iterations}",
+                f"threads={args.threads}",
+                "name=adaptive-inverse",
+                f"hydra.run.dir={run_dir}",
+            ]
+            print("training:", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+    state = load(Path(run_dir) / "checkpoints" / "last.pt")
+    saved = OmegaConf.create(state["config"])
+    task = build_task(saved.task)
+    if task.name != "inverse":
+        raise SystemExit(f"{run_dir} holds a model for task '{task.name}'; this benchmark needs 'inverse'.")
+    model = build_model(saved, task)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return task, model, run_dir
+
+
+def timed_solves(
+    energy: EnergyFunction, solvers: dict[str, tuple[Solver, int]], x: Tensor, y0: Tensor, repeats: int
+) -> tuple[dict[str, object], dict[str, float]]:
+    """Median wall-clock of each solver over `repeats` rounds, run in turn within each round."""
+    times: dict[str, list[float]] = {k: [] for k in solvers}
+    results: dict[str, object] = {}
+    for _ in range(repeats):
+        for name, (solver, budget) in solvers.items():
+            t0 = time.perf_counter()
+            results[name] = solver.solve(energy, x, y0, budget=budget)
+            times[name].append(time.perf_counter() - t0)
+    return results, {k: statistics.median(v) for k, v in times.items()}
+
+
+def by_band(cond: Tensor, steps: Tensor, bands: int = 4) -> str:
+    edges = torch.quantile(cond.double(), torch.linspace(0, 1, bands + 1, dtype=torch.float64))
+    parts = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (cond >= lo) & (cond <= hi)
+        parts.append(f"cond {lo:.0f}-{hi:.0f}: {steps[inside].float().mean():.1f}")
+    return "; ".join(parts)
+
+
+RULES = {
+    "plateau": lambda args: EnergyPlateau(args.tol, args.patience),
+    "grad_norm": lambda args: GradNorm(args.grad_tol, relative=True),
+}
+
+
+def compare(
+    label: str, energy: EnergyFunction, gd: GradientDescent, max_steps: int, rule: str, args, problem, y0
+) -> tuple[float, float, float]:
+    """Fixed `max_steps` of `gd` against the adaptive solver with `rule`, capped at the same."""
+    adaptive = AdaptiveDescent(gd, rules=[RULES[rule](args)], max_steps=max_steps)
+    with torch.no_grad():
+        res, secs = timed_solves(
+            energy, {"fixed": (gd, max_steps), "adaptive": (adaptive, max_steps)}, problem.x, y0, args.repeats
+        )
+    mse = {k: float(((r.y - problem.target) ** 2).mean()) for k, r in res.items()}
+    steps = res["adaptive"].steps
+    rho = float(spearmanr(problem.difficulty.numpy(), steps.numpy()).correlation)
+    print(
+        f"[{label}, {rule}] fixed {max_steps} steps: MSE {mse['fixed']:.5f} in {secs['fixed']:.3f} s | adaptive: "
+        f"MSE {mse['adaptive']:.5f} in {secs['adaptive']:.3f} s, steps mean {steps.float().mean():.1f} "
+        f"(min {int(steps.min())}, max {int(steps.max())}) | Spearman(cond, steps) {rho:.3f}"
+    )
+    print(f"    steps used by condition-number quartile: {by_band(problem.difficulty, steps)}", flush=True)
+    return mse["adaptive"] / mse["fixed"], secs["adaptive"] / secs["fixed"], rho
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--train-iterations", type=int, default=1000)
+    parser.add_argument("--n", type=int, default=1000, help="test instances")
+    parser.add_argument("--c-min", type=float, default=0.05)
+    parser.add_argument("--c-max", type=float, default=1.0)
+    parser.add_argument("--rule", choices=tuple(RULES), default="plateau", help="the rule the last line reports")
+    parser.add_argument("--tol", type=float, default=1e-3, help="plateau: energy change / first step's change")
+    parser.add_argument("--grad-tol", type=float, default=1e-2, help="grad_norm: norm / norm after step 1")
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--control-steps", type=int, default=3000, help="cap for the exact-quadratic control")
+    args = parser.parse_args()
+    if not 0 < args.c_min < args.c_max:
+        raise SystemExit(f"need 0 < --c-min < --c-max, got {args.c_min}, {args.c_max}")
+    torch.set_num_threads(args.threads)
+
+    task, model, run_dir = trained_model(args)
+    g = torch.Generator().manual_seed(args.seed)
+    c = torch.exp(torch.empty(args.n).uniform_(math.log(args.c_min), math.log(args.c_max), generator=g))
+    problem = task.generate(args.n, c, g)
+    y0 = task.init_answer(problem, g)
+    cond = problem.difficulty
+    spread = float(cond.max() / cond.min())
+    print(
+        f"model {run_dir}; {args.n} inverse instances, c log-uniform in [{args.c_min}, {args.c_max}]: "
+        f"condition number {float(cond.min()):.0f}..{float(cond.max()):.0f} (spread x{spread:.1f}); "
+        f"threads={torch.get_num_threads()}"
+    )
+
+    a = problem.x.reshape(args.n, task.size, task.size).double()
+    lam_max = float(torch.linalg.eigvalsh(a)[:, -1].max())
+    exact = GradientDescent(step_size=1.0 / lam_max)
+    for rule in RULES:
+        compare(
+            "exact quadratic (control)", InverseQuadratic(task.size), exact, args.control_steps, rule, args, problem, y0
+        )
+    results = {
+        rule: compare("learned IREM energy", model.energy, model.solver, 80, rule, args, problem, y0) for rule in RULES
+    }
+    mse_ratio, wall_ratio, rho = results[args.rule]
+    print(f"mse_ratio={mse_ratio:.4f} wallclock_ratio={wall_ratio:.3f} spearman={rho:.3f}")
+
+
+if __name__ == "__main__":
+    main()
