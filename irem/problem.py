@@ -218,6 +218,8 @@ class SolveResult:
     # adaptive solvers: index into `rules` of the halting rule that stopped each instance (-1: none)
     stopped_by: Tensor | None = None
     rules: tuple[str, ...] = ()
+    # best-of-N (solvers/best_of_n.py): which start each instance's answer came from
+    start_index: Tensor | None = None
 
     @property
     def num_instances(self) -> int:

@@ -172,7 +172,7 @@ class AdaptiveDescent(Solver):
                         states = [{k: v[keep] for k, v in s.items()} for s in states]
                         live = torch.ones(keep.numel(), dtype=torch.bool, device=device)
                         m = keep.numel()
-                proposal = gd.propose(y, g, lr, cur_seg, m, generator)
+                proposal = gd.propose(y, g, lr, cur_seg, m, generator, t=t, budget=T)
                 e_new, g_new = gd.energy_and_grad(energy, px, proposal, t, need_grad=t < T, create_graph=False)
                 finite, _ = gd.finite_instances(e_new, g_new, cur_seg, m)
                 if accept_if_lower:

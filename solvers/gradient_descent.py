@@ -3,6 +3,8 @@
 One solver covers IREM's fixed-step descent and its variants: a learnable step size, Langevin
 noise, accept-only-if-lower (with per-instance step shrinking on rejection), per-instance
 gradient clipping, a gradient-norm tolerance, and truncated backprop through the last k steps.
+A step-size schedule anneals the landscape walk: large steps early to cross between basins, small
+ones late to settle into one (optionally with the Langevin noise cooled by the same factor).
 An instance whose energy or gradient is not finite is frozen at its last finite iterate and
 marked diverged; the rest of the batch carries on untouched.
 
@@ -32,8 +34,15 @@ class GradientDescent(Solver):
     """y <- y - step_size * dE/dy (+ noise), for at most `max_steps` steps.
 
     `truncate` is how many of the last steps keep their graph when `differentiable` is asked
-    for (IREM: 1); 0 unrolls every step.
+    for (IREM: 1); 0 unrolls every step. `schedule` multiplies the step of step t of a budget T by
+    a factor that falls from 1 at t=1 to `final_fraction` at t=T (`SCHEDULES`); the schedule is
+    stretched over whatever budget a solve gets, so a short and a long evaluation budget both end
+    on small steps. `noise_decay` cools the Langevin noise by the same factor. Hence, with a
+    schedule, the snapshot after b steps of a longer solve is a point on that longer annealed path,
+    not the answer of a b-step solve (which would have annealed sooner).
     """
+
+    SCHEDULES = ("constant", "linear", "cosine", "exponential")
 
     def __init__(
         self,
@@ -46,6 +55,9 @@ class GradientDescent(Solver):
         grad_clip: float | None = None,
         grad_tol: float | None = None,
         truncate: int = 1,
+        schedule: str = "constant",
+        final_fraction: float = 0.1,
+        noise_decay: bool = False,
     ) -> None:
         super().__init__()
         if step_size <= 0:
@@ -56,6 +68,13 @@ class GradientDescent(Solver):
             raise ValueError(f"GradientDescent: truncate must be >= 0 (0 = full unroll), got {truncate}.")
         if not 0 < shrink <= 1:
             raise ValueError(f"GradientDescent: shrink must be in (0, 1], got {shrink}.")
+        if schedule not in self.SCHEDULES:
+            raise ValueError(f"Unknown schedule '{schedule}'. Valid choices: {', '.join(self.SCHEDULES)}.")
+        if not 0 < final_fraction <= 1:
+            raise ValueError(
+                f"GradientDescent: final_fraction (the step multiplier at the last step) must be in (0, 1], "
+                f"got {final_fraction}."
+            )
         log_step = torch.tensor(math.log(step_size))
         if learnable_step:
             self.log_step_size = nn.Parameter(log_step)
@@ -68,10 +87,19 @@ class GradientDescent(Solver):
         self.grad_clip = grad_clip
         self.grad_tol = grad_tol
         self.truncate = int(truncate)
+        self.schedule = schedule
+        self.final_fraction = float(final_fraction)
+        self.noise_decay = bool(noise_decay)
 
     @property
     def step_size(self) -> Tensor:
         return self.log_step_size.exp()
+
+    @property
+    def snapshots_match_budgets(self) -> bool:
+        """Whether the snapshot after b steps equals a b-step solve, so one run can report every budget
+        (irem/evaluation.py relies on it). An annealed schedule depends on the budget: it does not."""
+        return self.schedule == "constant"
 
     def energy_and_grad(
         self, energy: EnergyFunction, x: Any, y: Tensor, step: int, need_grad: bool, create_graph: bool
@@ -157,7 +185,7 @@ class GradientDescent(Solver):
                 status = torch.where(done, torch.full_like(status, int(Status.CONVERGED)), status)
                 active = active & ~done
                 all_active = all_active and not bool(done.any())
-            proposal = self.propose(y, g, lr, segment, n, generator)
+            proposal = self.propose(y, g, lr, segment, n, generator, t=t, budget=T)
             if not all_active:
                 proposal = torch.where(per_row(active, y, segment), proposal, y)
 
@@ -233,20 +261,52 @@ class GradientDescent(Solver):
             step_size=(lr * self.step_size).detach(),
         )
 
+    def multiplier(self, t: int, budget: int) -> float:
+        """The schedule's factor on the step (and, with `noise_decay`, the noise) of step t of `budget`.
+
+        Progress p = (t - 1) / (budget - 1) runs from 0 at the first step to 1 at the last, so
+        the first step is always a full one and the last one is `final_fraction` of it; a budget
+        of one step takes the full step.
+        """
+        if self.schedule == "constant":
+            return 1.0
+        if t < 1:
+            raise ValueError(f"GradientDescent: steps are numbered from 1, got t={t}.")
+        p = 0.0 if budget <= 1 else min((t - 1) / (budget - 1), 1.0)
+        f = self.final_fraction
+        if self.schedule == "linear":
+            return 1.0 + (f - 1.0) * p
+        if self.schedule == "cosine":
+            return f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * p))
+        return f**p  # exponential: a constant ratio between consecutive steps
+
     def propose(
-        self, y: Tensor, g: Tensor, lr: Tensor, segment: Tensor | None, n: int, generator: torch.Generator | None
+        self,
+        y: Tensor,
+        g: Tensor,
+        lr: Tensor,
+        segment: Tensor | None,
+        n: int,
+        generator: torch.Generator | None,
+        *,
+        t: int = 1,
+        budget: int | None = None,
     ) -> Tensor:
-        """The next candidate: y - lr * step_size * clip(dE/dy) (+ noise), `lr` per instance.
+        """The next candidate: y - lr * step_size * clip(dE/dy) (+ noise), `lr` per instance, at step
+        `t` of `budget` (default `max_steps`), which a schedule needs to know where it stands.
 
         Public so a solver that wraps this one (solvers/adaptive.py) takes the same steps.
         """
-        update = per_row(lr, y, segment) * self.step_size * self._clip(g, segment, n)
+        scheduled = self.schedule != "constant"
+        mult = self.multiplier(t, self.max_steps if budget is None else budget) if scheduled else 1.0
+        step = self.step_size * mult if scheduled else self.step_size
+        update = per_row(lr, y, segment) * step * self._clip(g, segment, n)
         proposal = y - update
         if self.noise > 0:
             # drawn where the generator lives (the trainer's is on the CPU), then moved
             gen_device = generator.device if generator is not None else y.device
             noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=y.dtype).to(y.device)
-            proposal = proposal + self.noise * noise
+            proposal = proposal + (self.noise * mult if self.noise_decay else self.noise) * noise
         return proposal
 
     @staticmethod

@@ -1,0 +1,346 @@
+"""Best-of-N: descend from several starts per instance and keep the answer the energy likes best.
+
+The energy is its own verifier: two descents that end in different basins are compared by the
+energy they reach, and the lower one is kept ("self-verification" in the IREM and EBT papers).
+`BestOfN` wraps any descent solver (GradientDescent, or AdaptiveDescent around one). All starts
+run as one batched solve: the problem is repeated start by start (dense x by indexing, graph
+batches by `Problem.select`), so N starts cost N times the compute of one but no Python loop
+over starts or instances. The result is per original instance, as if one solver had run.
+
+Divergence is treated as a failed attempt, not as an answer: an instance whose every start
+diverged can be rerun (`restarts`) with the wrapped solver's step size shrunk, and the reruns
+join the pool of candidates it picks from.
+
+Training never picks: a differentiable solve (the IREM loss) is handed to the wrapped solver
+unchanged. With `descent=None` the solver wraps whatever solver the trained model already has
+(`with_base`), which is how `irem-eval solver=best_of_n` keeps the model's trained step size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from irem.energy import EnergyFunction
+from irem.problem import Problem, SolveResult, Status, rows_of
+from irem.solver import Solver
+
+INITS = ("uniform", "perturb")
+PICKS = ("best", "final")
+
+
+class BestOfN(Solver):
+    """Run `descent` from `starts` starts per instance; keep each instance's lowest-energy answer.
+
+    Start 0 is always the given y0, so `starts=1` is the wrapped solver itself and more starts
+    can only lower the picked energy. Further starts are `init="uniform"`: U(-scale, scale) in
+    y0's shape (the tasks' default start, fresh draws), or `"perturb"`: y0 + scale * N(0, 1)
+    (local search around a given start, e.g. a warm start). `pick="best"` compares each start's
+    lowest-energy iterate, `"final"` its last one (the answer a fixed budget would give).
+
+    `restarts`: an instance whose every start diverged is run again from new starts (start 0
+    again y0) with the wrapped step size times `restart_shrink` (times it again on each further
+    restart), at most `restarts` times; a learnable step is restored afterwards, bit for bit.
+
+    Records, per original instance: `y`/`energy` the picked answer and its energy; `steps` the
+    steps of every start and restart of the instance together (what the answer cost); `status`,
+    `best_*`, `energy_history`, `trajectory`, `step_size` and `stopped_by` those of the start that
+    won; `start_index` which start won (r * starts + k for start k of restart r). Snapshots carry
+    no energy, so the snapshot at every budget is the winning start's, chosen at the final pick,
+    not the best start at that budget.
+    """
+
+    def __init__(
+        self,
+        descent: Solver | None = None,
+        starts: int = 4,
+        init: str = "uniform",
+        scale: float = 1.0,
+        pick: str = "best",
+        restarts: int = 0,
+        restart_shrink: float = 0.5,
+        max_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        if int(starts) != starts or starts < 1:
+            raise ValueError(f"BestOfN: starts must be a positive integer, got {starts}.")
+        if init not in INITS:
+            raise ValueError(f"Unknown init '{init}'. Valid choices: {', '.join(INITS)}.")
+        if pick not in PICKS:
+            raise ValueError(f"Unknown pick '{pick}'. Valid choices: {', '.join(PICKS)}.")
+        if not scale > 0:
+            raise ValueError(f"BestOfN: scale must be positive, got {scale}.")
+        if int(restarts) != restarts or restarts < 0:
+            raise ValueError(f"BestOfN: restarts must be an integer >= 0, got {restarts}.")
+        if not 0 < restart_shrink < 1:
+            raise ValueError(f"BestOfN: restart_shrink must be in (0, 1), got {restart_shrink}.")
+        if max_steps is not None and max_steps < 0:
+            raise ValueError(f"BestOfN: max_steps must be >= 0 or None (the wrapped solver's), got {max_steps}.")
+        self.descent = descent
+        self.starts = int(starts)
+        self.init = init
+        self.scale = float(scale)
+        self.pick = pick
+        self.restarts = int(restarts)
+        self.restart_shrink = float(restart_shrink)
+        self._max_steps = None if max_steps is None else int(max_steps)
+
+    @property
+    def max_steps(self) -> int | None:  # type: ignore[override]
+        """The budget per start when none is given: set explicitly, else the wrapped solver's."""
+        if self._max_steps is not None:
+            return self._max_steps
+        return None if self.descent is None else self.descent.max_steps
+
+    def with_base(self, base: Solver) -> Solver:
+        if self.descent is None:
+            self.descent = base
+        return self
+
+    def _wrapped(self) -> Solver:
+        if self.descent is None:
+            raise ValueError(
+                "BestOfN has no descent solver: give descent=GradientDescent(...), or evaluate a "
+                "trained model with solver=best_of_n so it wraps the model's own solver."
+            )
+        return self.descent
+
+    @property
+    def step_size(self) -> Tensor | None:
+        return getattr(self.descent, "step_size", None)
+
+    @property
+    def snapshots_match_budgets(self) -> bool:
+        """Whether the snapshot after b steps equals a b-step solve. Not with several starts: a b-step
+        solve may pick another start than the longer solve whose winner's snapshot is reported."""
+        return self.starts == 1 and bool(getattr(self.descent, "snapshots_match_budgets", True))
+
+    def solve(
+        self,
+        energy: EnergyFunction,
+        x: Any,
+        y0: Tensor,
+        budget: int | None = None,
+        *,
+        segment: Tensor | None = None,
+        differentiable: bool = False,
+        record_history: bool = False,
+        record_trajectory: bool = False,
+        snapshots: Iterable[int] = (),
+        generator: torch.Generator | None = None,
+    ) -> SolveResult:
+        solver = self._wrapped()
+        if differentiable:  # training: the wrapped solver's plain descent, its own budget
+            return solver.solve(
+                energy,
+                x,
+                y0,
+                budget,
+                segment=segment,
+                differentiable=True,
+                record_history=record_history,
+                record_trajectory=record_trajectory,
+                snapshots=snapshots,
+                generator=generator,
+            )
+        T = self.max_steps if budget is None else int(budget)
+        wanted = sorted({int(s) for s in snapshots})
+        n = _num_instances(x, y0, segment)
+        y0 = y0.detach()
+        pool: _Pool | None = None
+        todo = torch.arange(n, device=y0.device)
+        for r in range(self.restarts + 1):
+            whole = r == 0 and self.starts == 1  # nothing to repeat: hand over the problem unchanged
+            if whole:
+                sub_x, sub_seg, starts = x, segment, y0
+                rows = torch.arange(y0.shape[0], device=y0.device)
+                local_seg = todo if segment is None else segment
+            else:
+                sub_x, sub_seg, rows, local_seg = _repeat(x, segment, n, todo, self.starts)
+                starts = self._starts(y0, rows, generator)
+            with _scaled_step(solver, self.restart_shrink**r) if r else _no_scaling():
+                res = solver.solve(
+                    energy,
+                    sub_x,
+                    starts,
+                    T,
+                    segment=sub_seg,
+                    record_history=record_history,
+                    record_trajectory=record_trajectory,
+                    snapshots=wanted,
+                    generator=generator,
+                )
+            if pool is None:
+                pool = _Pool(res, y0, n, T, self.pick, wanted)
+            pool.merge(res, todo, rows, local_seg, self.starts, r * self.starts)
+            if r == self.restarts:
+                break
+            diverged = (res.status == int(Status.DIVERGED)).view(self.starts, -1).all(0)
+            if not bool(diverged.any()):
+                break
+            todo = todo[diverged]
+        return pool.result()
+
+    def _starts(self, y0: Tensor, rows: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The starts of the instances whose answer rows are `rows`, start-major: [starts * len(rows)]."""
+        mine = y0[rows]
+        if self.starts == 1:
+            return mine
+        shape = (self.starts - 1, *mine.shape)
+        gen_device = generator.device if generator is not None else y0.device
+        if self.init == "uniform":  # as Task.init_answer draws, on the generator's device
+            draw = torch.rand(shape, generator=generator, device=gen_device, dtype=y0.dtype) * 2 - 1
+            more = self.scale * draw.to(y0.device)
+        else:
+            draw = torch.randn(shape, generator=generator, device=gen_device, dtype=y0.dtype)
+            more = mine.unsqueeze(0) + self.scale * draw.to(y0.device)
+        return torch.cat([mine.unsqueeze(0), more]).flatten(0, 1)
+
+
+def _num_instances(x: Any, y0: Tensor, segment: Tensor | None) -> int:
+    if segment is None:
+        return y0.shape[0]
+    graphs = getattr(x, "num_graphs", None)
+    if isinstance(graphs, int):
+        return graphs
+    return int(segment.max().item()) + 1 if segment.numel() else 0
+
+
+def _repeat(x: Any, segment: Tensor | None, n: int, ids: Tensor, k: int) -> tuple[Any, Tensor | None, Tensor, Tensor]:
+    """Instances `ids` repeated `k` times, start-major: their x, segment, original answer rows, and
+    the instance (0..len(ids)-1) of each of those rows."""
+    index = ids.repeat(k)
+    if segment is not None:
+        rows, local_seg = rows_of(segment, ids, n)
+        sub = Problem(x=x, segment=segment, num_instances=n).select(index)
+        return sub.x, sub.segment, rows, local_seg
+    try:
+        sub_x = x[index]
+    except (TypeError, IndexError, KeyError) as err:
+        raise TypeError(
+            "BestOfN repeats every instance once per start, which needs an x that can be indexed by "
+            f"instance (a tensor, or a torch-geometric Batch with a segment); got {type(x).__name__}."
+        ) from err
+    return sub_x, None, ids, torch.arange(ids.numel(), device=ids.device)
+
+
+@contextmanager
+def _no_scaling() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def _scaled_step(solver: Solver, factor: float) -> Iterator[None]:
+    """The step size of `solver` (or of the descent it wraps) times `factor`, restored on exit."""
+    inner: Any = solver
+    while not isinstance(getattr(inner, "log_step_size", None), Tensor):
+        inner = getattr(inner, "descent", None)
+        if inner is None:
+            raise TypeError(
+                f"BestOfN restarts shrink the step size, but {type(solver).__name__} has no log_step_size "
+                "(GradientDescent has); set restarts=0."
+            )
+    log_step = inner.log_step_size
+    saved = log_step.detach().clone()
+    try:
+        with torch.no_grad():
+            log_step.add_(math.log(factor))
+        yield
+    finally:
+        with torch.no_grad():
+            log_step.copy_(saved)
+
+
+class _Pool:
+    """Each instance's best candidate so far, over the starts of every round."""
+
+    def __init__(self, like: SolveResult, y0: Tensor, n: int, T: int, pick: str, wanted: list[int]) -> None:
+        device = y0.device
+        self.n, self.pick, self.wanted, self.rules = n, pick, wanted, like.rules
+        self.score = torch.full((n,), math.inf, device=device, dtype=like.energy.dtype)
+        self.filled = torch.zeros(n, dtype=torch.bool, device=device)
+        self.steps = torch.zeros(n, dtype=torch.long, device=device)
+        self.start_index = torch.zeros(n, dtype=torch.long, device=device)
+        self.inst = {k: v.new_zeros((n, *v.shape[1:])) for k, v in _per_instance(like).items() if v is not None}
+        self.rows = {"y": y0.clone(), "best_y": y0.clone(), **{f"snap{b}": y0.clone() for b in wanted}}
+        # a solver may end its history early (every instance stopped): rounds differ in length
+        self.length = 0
+        self.history = None
+        if like.energy_history is not None:
+            self.history = like.energy_history.new_full((T + 1, n), math.nan)
+        self.trajectory = None if like.trajectory is None else [y0.clone() for _ in range(T + 1)]
+
+    def merge(self, res: SolveResult, ids: Tensor, rows: Tensor, local_seg: Tensor, k: int, first: int) -> None:
+        """Fold in one round: `k` starts (start-major) of instances `ids`, numbered from `first`;
+        answer row q of the round's batch is original row rows[q % len(rows)], of local instance
+        local_seg[q % len(rows)]."""
+        m = ids.numel()
+        energy = res.best_energy if self.pick == "best" else res.energy
+        score = torch.nan_to_num(energy.detach().view(k, m), nan=math.inf)
+        round_score, winner = score.min(0)  # ties: the lower start
+        self.steps[ids] += res.steps.view(k, m).sum(0)
+        # strictly lower wins, so an earlier round keeps ties; an instance seen for the first time
+        # takes its winner even when every start ended without a finite energy
+        better = (round_score < self.score[ids]) | ~self.filled[ids]
+        if not bool(better.any()):
+            return
+        won, ids_b = winner[better], ids[better]
+        self.filled[ids_b] = True
+        self.score[ids_b] = round_score[better]
+        self.start_index[ids_b] = first + won
+        src = won * m + better.nonzero().squeeze(1)  # the winning start's entry in the round's batch
+        fields = _per_instance(res)
+        for key, store in self.inst.items():
+            store[ids_b] = fields[key].detach()[src]
+        if self.history is not None:
+            hist = res.energy_history.detach()
+            self.length = max(self.length, hist.shape[0])
+            self.history[: hist.shape[0], ids_b] = hist[:, src]
+        q = better[local_seg].nonzero().squeeze(1)
+        src_rows = winner[local_seg[q]] * rows.numel() + q
+        dst_rows = rows[q]
+        answers = {"y": res.y, "best_y": res.best_y, **{f"snap{b}": res.snapshots[b] for b in self.wanted}}
+        for key, store in self.rows.items():
+            store[dst_rows] = answers[key].detach()[src_rows]
+        if self.trajectory is not None:
+            self.length = max(self.length, len(res.trajectory))
+            for t, store in enumerate(self.trajectory):  # a round that ended early stays at its last iterate
+                store[dst_rows] = res.trajectory[min(t, len(res.trajectory) - 1)].detach()[src_rows]
+
+    def result(self) -> SolveResult:
+        best = self.pick == "best"
+        y = self.rows["best_y"].clone() if best else self.rows["y"]
+        energy = self.inst["best_energy"].clone() if best else self.inst["energy"]
+        return SolveResult(
+            y=y,
+            steps=self.steps,
+            status=self.inst["status"],
+            energy=energy,
+            best_y=self.rows["best_y"],
+            best_energy=self.inst["best_energy"],
+            best_step=self.inst["best_step"],
+            energy_history=None if self.history is None else self.history[: self.length],
+            trajectory=None if self.trajectory is None else self.trajectory[: self.length],
+            snapshots={b: self.rows[f"snap{b}"] for b in self.wanted},
+            step_size=self.inst.get("step_size"),
+            stopped_by=self.inst.get("stopped_by"),
+            rules=self.rules,
+            start_index=self.start_index,
+        )
+
+
+def _per_instance(res: SolveResult) -> dict[str, Tensor | None]:
+    """The per-instance records of a result that follow the winning start."""
+    return {
+        "energy": res.energy,
+        "status": res.status,
+        "best_energy": res.best_energy,
+        "best_step": res.best_step,
+        "step_size": res.step_size,
+        "stopped_by": res.stopped_by,
+    }
