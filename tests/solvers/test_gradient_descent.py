@@ -83,9 +83,14 @@ def energy_of(energy: EnergyFunction, x, y: Tensor) -> Tensor:
 @pytest.fixture
 def make_solver(solver_name: str, compose_config):
     cfg = compose_config("train", (f"solver={solver_name}",)).solver
+    wrapper = "descent" in cfg and cfg.descent is None  # adaptive, best_of_n: wrap a trained model's solver
 
     def make(**overrides) -> Solver:
-        solver = instantiate(cfg, **overrides)
+        if wrapper:  # the overrides go to a plain descent inside the wrapper
+            descent = instantiate(compose_config("train", ("solver=gd",)).solver, **overrides)
+            solver = instantiate(cfg, _partial_=True)(descent=descent, max_steps=descent.max_steps)
+        else:
+            solver = instantiate(cfg, **overrides)
         assert isinstance(solver, Solver)
         return solver
 
@@ -110,6 +115,8 @@ def test_config_descends_convex_quadratic(make_solver) -> None:
 
 def test_config_snapshots_equal_separate_runs(make_solver) -> None:
     solver = make_solver(step_size=0.5)
+    if not getattr(solver, "snapshots_match_budgets", True):
+        pytest.skip(f"{type(solver).__name__}: a snapshot is a point on the longer solve, not a shorter solve")
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
     budgets = [0, 1, 3, 7]
@@ -136,7 +143,8 @@ def test_config_best_pairs_energy_with_its_iterate(make_solver) -> None:
     idx = torch.arange(n)
     torch.testing.assert_close(hist[r.best_step, idx], r.best_energy, rtol=0, atol=0)
     torch.testing.assert_close(energy_of(energy, x, r.best_y), r.best_energy, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(r.best_energy, hist.min(0).values, rtol=0, atol=0)
+    # NaN marks steps after an instance stopped (adaptive solvers); the best is over the steps it took
+    torch.testing.assert_close(r.best_energy, hist.nan_to_num(nan=math.inf).min(0).values, rtol=0, atol=0)
     assert (r.best_step <= r.steps).all()
 
 
