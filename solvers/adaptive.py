@@ -31,9 +31,10 @@ from irem.energy import EnergyFunction, describe
 from irem.problem import Problem, SolveResult, Status, per_instance_sum, per_row, rows_of
 from irem.solver import Solver
 from solvers.halting import GradNorm, HaltingRule, StepInfo
+from solvers.wrapper import WrapperSolver
 
 
-class AdaptiveDescent(Solver):
+class AdaptiveDescent(WrapperSolver):
     """Descend until every instance is stopped by one of `rules` or reaches `max_steps`.
 
     `min_steps`: no rule may stop an instance before this many steps. `compact_below`: drop the
@@ -41,6 +42,8 @@ class AdaptiveDescent(Solver):
     (1.0: as soon as any stops; below 1 saves re-collating graph batches on every step, at the
     price of computing on a few finished instances whose updates are discarded meanwhile).
     """
+
+    config_name = "adaptive"
 
     def __init__(
         self,
@@ -50,7 +53,7 @@ class AdaptiveDescent(Solver):
         min_steps: int = 1,
         compact_below: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(descent)
         if max_steps < 0:
             raise ValueError(f"AdaptiveDescent: max_steps must be >= 0, got {max_steps}.")
         if min_steps < 0:
@@ -60,34 +63,20 @@ class AdaptiveDescent(Solver):
         bad = [type(r).__name__ for r in rules if not isinstance(r, HaltingRule)]
         if bad:
             raise TypeError(f"AdaptiveDescent: rules must be HaltingRule objects (solvers/halting.py), got {bad}.")
-        self.descent = descent
         self.rules = list(rules)
         self.max_steps = int(max_steps)
         self.min_steps = int(min_steps)
         self.compact_below = float(compact_below)
 
-    def with_base(self, base: Solver) -> Solver:
-        if self.descent is None:
-            self.descent = base
-        return self
-
     def _wrapped(self) -> Solver:
-        if self.descent is None:
-            raise ValueError(
-                "AdaptiveDescent has no descent solver: give descent=GradientDescent(...), or evaluate a "
-                "trained model with solver=adaptive so it wraps the model's own solver."
-            )
+        descent = super()._wrapped()
         for method in ("propose", "energy_and_grad", "finite_instances", "prepare_input"):
-            if not callable(getattr(self.descent, method, None)):
+            if not callable(getattr(descent, method, None)):
                 raise TypeError(
                     f"AdaptiveDescent wraps solvers that expose single steps (GradientDescent); "
-                    f"{type(self.descent).__name__} has no {method}()."
+                    f"{type(descent).__name__} has no {method}()."
                 )
-        return self.descent
-
-    @property
-    def step_size(self) -> Tensor | None:
-        return getattr(self.descent, "step_size", None)
+        return descent
 
     def solve(
         self,
@@ -104,14 +93,13 @@ class AdaptiveDescent(Solver):
         generator: torch.Generator | None = None,
     ) -> SolveResult:
         gd = self._wrapped()
-        if differentiable:  # training: the wrapped solver's plain descent, its own budget
-            return gd.solve(
+        if differentiable:
+            return self._train_solve(
                 energy,
                 x,
                 y0,
                 budget,
                 segment=segment,
-                differentiable=True,
                 record_history=record_history,
                 record_trajectory=record_trajectory,
                 snapshots=snapshots,

@@ -29,12 +29,13 @@ from torch import Tensor
 from irem.energy import EnergyFunction
 from irem.problem import Problem, SolveResult, Status, rows_of
 from irem.solver import Solver
+from solvers.wrapper import WrapperSolver
 
 INITS = ("uniform", "perturb")
 PICKS = ("best", "final")
 
 
-class BestOfN(Solver):
+class BestOfN(WrapperSolver):
     """Run `descent` from `starts` starts per instance; keep each instance's lowest-energy answer.
 
     Start 0 is always the given y0, so `starts=1` is the wrapped solver itself and more starts
@@ -55,6 +56,8 @@ class BestOfN(Solver):
     not the best start at that budget.
     """
 
+    config_name = "best_of_n"
+
     def __init__(
         self,
         descent: Solver | None = None,
@@ -66,7 +69,7 @@ class BestOfN(Solver):
         restart_shrink: float = 0.5,
         max_steps: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(descent)
         if int(starts) != starts or starts < 1:
             raise ValueError(f"BestOfN: starts must be a positive integer, got {starts}.")
         if init not in INITS:
@@ -81,7 +84,6 @@ class BestOfN(Solver):
             raise ValueError(f"BestOfN: restart_shrink must be in (0, 1), got {restart_shrink}.")
         if max_steps is not None and max_steps < 0:
             raise ValueError(f"BestOfN: max_steps must be >= 0 or None (the wrapped solver's), got {max_steps}.")
-        self.descent = descent
         self.starts = int(starts)
         self.init = init
         self.scale = float(scale)
@@ -96,23 +98,6 @@ class BestOfN(Solver):
         if self._max_steps is not None:
             return self._max_steps
         return None if self.descent is None else self.descent.max_steps
-
-    def with_base(self, base: Solver) -> Solver:
-        if self.descent is None:
-            self.descent = base
-        return self
-
-    def _wrapped(self) -> Solver:
-        if self.descent is None:
-            raise ValueError(
-                "BestOfN has no descent solver: give descent=GradientDescent(...), or evaluate a "
-                "trained model with solver=best_of_n so it wraps the model's own solver."
-            )
-        return self.descent
-
-    @property
-    def step_size(self) -> Tensor | None:
-        return getattr(self.descent, "step_size", None)
 
     @property
     def snapshots_match_budgets(self) -> bool:
@@ -135,14 +120,13 @@ class BestOfN(Solver):
         generator: torch.Generator | None = None,
     ) -> SolveResult:
         solver = self._wrapped()
-        if differentiable:  # training: the wrapped solver's plain descent, its own budget
-            return solver.solve(
+        if differentiable:
+            return self._train_solve(
                 energy,
                 x,
                 y0,
                 budget,
                 segment=segment,
-                differentiable=True,
                 record_history=record_history,
                 record_trajectory=record_trajectory,
                 snapshots=snapshots,

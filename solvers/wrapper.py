@@ -1,0 +1,72 @@
+"""`WrapperSolver`: the bookkeeping shared by solvers that drive another descent solver.
+
+Adaptive halting and best-of-N change how a descent is run at inference, not how it steps, so
+they wrap a descent solver. Two rules hold for every wrapper: training is never wrapped (a
+differentiable solve, the IREM loss, goes to the wrapped solver unchanged), and a wrapper
+configured without a descent (`descent: null`) takes the solver of the model it evaluates
+(`with_base`), keeping that model's trained step size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from irem.energy import EnergyFunction
+from irem.problem import SolveResult
+from irem.solver import Solver
+
+
+class WrapperSolver(Solver):
+    config_name = "a wrapper"  # how `irem-eval solver=...` names it, for the error message
+
+    def __init__(self, descent: Solver | None = None) -> None:
+        super().__init__()
+        self.descent = descent
+
+    def with_base(self, base: Solver) -> Solver:
+        if self.descent is None:
+            self.descent = base
+        return self
+
+    def _wrapped(self) -> Solver:
+        if self.descent is None:
+            raise ValueError(
+                f"{type(self).__name__} has no descent solver: give descent=GradientDescent(...), or evaluate a "
+                f"trained model with solver={self.config_name} so it wraps the model's own solver."
+            )
+        return self.descent
+
+    @property
+    def step_size(self) -> Tensor | None:
+        return getattr(self.descent, "step_size", None)
+
+    def _train_solve(
+        self,
+        energy: EnergyFunction,
+        x: Any,
+        y0: Tensor,
+        budget: int | None,
+        *,
+        segment: Tensor | None,
+        record_history: bool,
+        record_trajectory: bool,
+        snapshots: Iterable[int],
+        generator: torch.Generator | None,
+    ) -> SolveResult:
+        """A differentiable solve: the wrapped solver's plain descent, its own budget."""
+        return self._wrapped().solve(
+            energy,
+            x,
+            y0,
+            budget,
+            segment=segment,
+            differentiable=True,
+            record_history=record_history,
+            record_trajectory=record_trajectory,
+            snapshots=snapshots,
+            generator=generator,
+        )
