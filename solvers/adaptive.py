@@ -184,7 +184,10 @@ class AdaptiveDescent(WrapperSolver):
 
                 if t < T:
                     gnorm = per_instance_sum(g**2, cur_seg, m).sqrt() if need_norm else torch.full_like(e, math.nan)
+                    # the step each instance would take next: shrunk by rejections, and by the schedule
                     step_now = lr * gd.step_size if hasattr(gd, "step_size") else lr
+                    if callable(getattr(gd, "multiplier", None)):
+                        step_now = step_now * gd.multiplier(t + 1, T)
                     info = StepInfo(
                         t=t, energy=e, previous_energy=e_prev, grad_norm=gnorm, step_size=step_now, accepted=accept
                     )
