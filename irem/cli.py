@@ -1,9 +1,10 @@
-"""Command-line entry points: `irem-train` and `irem-eval` (Hydra).
+"""Command-line entry points: `irem-train`, `irem-eval` and `irem-study` (Hydra).
 
     irem-train                                   # embedded default: short inverse run + table
     irem-train experiment=irem_inverse           # the paper's settings
     irem-train task=addition baseline=feedforward trainer.iterations=500
     irem-eval run_dir=outputs/inverse-energy eval.budgets=[10,80] solver=gd_accept
+    irem-study                                   # compute vs difficulty (irem/study.py)
 
 Each run writes into `outputs/<name>`: the resolved config (.hydra/), TensorBoard events (tb/),
 checkpoints/last.pt, train_summary.json, eval.json/eval.csv. Running the same command again
@@ -32,6 +33,10 @@ from irem.checkpoint import load
 from irem.config import register_schemas, to_container, unknown_key_message, valid_keys
 from irem.evaluation import evaluate as run_evaluation
 from irem.evaluation import format_table, write_results
+from irem.predictor import Predictor
+from irem.study import StudyError, ignored_overrides, preflight, training_config
+from irem.study import run as run_study
+from irem.task import Task
 from irem.trainer import CHECKPOINT, Trainer, resolve_device
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
@@ -80,10 +85,9 @@ def _same_run(saved: dict, current: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(RESUMABLE))
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
-def _train(cfg: DictConfig) -> None:
-    _setup(cfg)
-    out_dir = HydraConfig.get().runtime.output_dir
+def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
+    """Build the run `cfg` describes and train it in `out_dir`, resuming a checkpoint of the same
+    config (irem-train, and irem-study's own short training)."""
     task = build_task(cfg.task)
     model = build_model(cfg, task)
     config = to_container(cfg)
@@ -103,6 +107,14 @@ def _train(cfg: DictConfig) -> None:
     print(
         f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {summary['final_loss']:.4g}"
     )
+    return task, model, trainer
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
+def _train(cfg: DictConfig) -> None:
+    _setup(cfg)
+    out_dir = HydraConfig.get().runtime.output_dir
+    task, model, trainer = _fit(cfg, out_dir)
     if cfg.eval.run:
         rows = run_evaluation(
             task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, trainer.device
@@ -110,15 +122,21 @@ def _train(cfg: DictConfig) -> None:
         _report(rows, out_dir, cfg.name)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
-def _evaluate(cfg: DictConfig) -> None:
-    _setup(cfg)
-    path = Path(cfg.checkpoint or Path(cfg.run_dir) / "checkpoints" / CHECKPOINT)
+def _load_run(run_dir: str, checkpoint: str | None) -> tuple[Path, DictConfig, Task, Predictor]:
+    """A trained run as its checkpoint saved it: the config it was trained with, its task, its model."""
+    path = Path(checkpoint or Path(run_dir) / "checkpoints" / CHECKPOINT)
     state = load(path)
     saved = OmegaConf.create(state["config"])
     task = build_task(saved.task)
     model = build_model(saved, task)
     model.load_state_dict(state["model"])
+    return path, saved, task, model
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
+def _evaluate(cfg: DictConfig) -> None:
+    _setup(cfg)
+    path, saved, task, model = _load_run(cfg.run_dir, cfg.checkpoint)
     if cfg.get("solver") is not None:
         if not hasattr(model, "solver"):
             raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
@@ -127,6 +145,29 @@ def _evaluate(cfg: DictConfig) -> None:
     model.to(device)
     rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, device)
     _report(rows, HydraConfig.get().runtime.output_dir, saved.name)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="study", version_base="1.3")
+def _study(cfg: DictConfig) -> None:
+    _setup(cfg)
+    out_dir = HydraConfig.get().runtime.output_dir
+    try:
+        if cfg.run_dir is None:
+            preflight(cfg, build_task(cfg.task), CONFIG_DIR)  # before the training, not after it
+            task, model, _ = _fit(training_config(cfg), out_dir)
+        else:
+            ignored = ignored_overrides(HydraConfig.get().overrides.task)
+            if ignored:
+                raise SystemExit(
+                    f"{', '.join(ignored)}: these configure the study's own training, and run_dir={cfg.run_dir} "
+                    "is studied as it was trained. Drop them, or drop run_dir to train a new model."
+                )
+            _, _, task, model = _load_run(cfg.run_dir, cfg.checkpoint)
+        device = resolve_device(cfg.device)
+        model.to(device)
+        run_study(cfg, task, model, out_dir, CONFIG_DIR, device)
+    except StudyError as err:  # a solver or level the study cannot use: the message lists the valid ones
+        raise SystemExit(f"irem-study: {err}") from err
 
 
 def _precheck(config_name: str, argv: list[str]) -> None:
@@ -169,6 +210,11 @@ def train() -> None:
 def evaluate() -> None:
     _precheck("evaluate", sys.argv[1:])
     _evaluate()
+
+
+def study() -> None:
+    _precheck("study", sys.argv[1:])
+    _study()
 
 
 if __name__ == "__main__":  # python -m irem.cli ...

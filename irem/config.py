@@ -76,17 +76,69 @@ class EvaluateConfig:
     threads: int | None = None
 
 
+@dataclass
+class KnobConfig:
+    """A task's difficulty knob as a study sees it: the levels to sweep, and what the level and
+    the per-instance difficulty the task records are called on the plots."""
+
+    levels: list[float] | None = None
+    level: str = "level"
+    difficulty: str = "difficulty"
+
+
+@dataclass
+class StudyConfig:
+    """irem-study: a sweep of difficulty levels x step budgets x solvers over one energy model.
+
+    With `run_dir` set the run's checkpoint and saved config are studied; with it null a short
+    training of `task` / `energy` / `train_solver` / `trainer` runs first (into the study's own
+    output dir), so one command goes from nothing to a compute-vs-difficulty picture.
+    """
+
+    run_dir: str | None = None
+    checkpoint: str | None = None
+    task: Any = MISSING
+    energy: Any = MISSING
+    train_solver: Any = MISSING
+    solver: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    solvers: list[str] = field(default_factory=lambda: ["gd", "adaptive"])
+    levels: list[float] | None = None
+    knobs: dict[str, KnobConfig] = field(default_factory=dict)
+    mixed: bool = True
+    instances: int = 200
+    budgets: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 40, 80])
+    batch_size: int = 1000
+    plots: bool = True
+    progress: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    resume: bool = True
+    name: str = "study"
+
+
 def model_name(baseline_choice: Any) -> str:
     """`energy` for an energy model, else the baseline's config name (used in run names)."""
     return "energy" if baseline_choice in (None, "None", "null") else str(baseline_choice)
 
 
+def study_dir(run_dir: Any, fresh: str, stamp: str) -> str:
+    """Where irem-study writes: `fresh` when it trains its own model, else a timestamped folder
+    inside the studied run (as irem-eval does), so a study never overwrites the run's config."""
+    return fresh if run_dir in (None, "None", "null") else f"{run_dir}/study/{stamp}"
+
+
 def register_schemas() -> None:
     if not OmegaConf.has_resolver("model_name"):
         OmegaConf.register_new_resolver("model_name", model_name)
+    if not OmegaConf.has_resolver("study_dir"):
+        OmegaConf.register_new_resolver("study_dir", study_dir)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="study_schema", node=StudyConfig)
 
 
 def locate(target: str) -> Any:
