@@ -17,6 +17,9 @@ class Solver(nn.Module, abc.ABC):
     """Descends `energy` in y from `y0`. A module so a learnable step size trains with the energy."""
 
     max_steps: int
+    # True for solvers that decide per instance how many steps to take (solvers/adaptive.py):
+    # studies run them once at their own max_steps instead of at every budget
+    adaptive: bool = False
 
     @abc.abstractmethod
     def solve(

@@ -135,7 +135,7 @@ def build_solvers(model: Predictor, configs: dict[str, DictConfig]) -> dict[str,
 def is_adaptive(solver: Solver) -> bool:
     """A solver with halting rules decides per instance how many steps to take, so it runs once
     at its own max_steps; every other solver is run at each budget of the study."""
-    return bool(getattr(solver, "rules", None))
+    return bool(getattr(solver, "adaptive", False))
 
 
 def study_levels(task: Task, levels: Sequence[float] | None, defaults: Sequence[float] | None = None) -> list[float]:

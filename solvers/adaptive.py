@@ -44,6 +44,7 @@ class AdaptiveDescent(WrapperSolver):
     """
 
     config_name = "adaptive"
+    adaptive = True
 
     def __init__(
         self,
