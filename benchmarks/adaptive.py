@@ -23,10 +23,14 @@ trains `experiment=irem_inverse` for --train-iterations into runs/adaptive-inver
 if there).
 
     python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy
+    python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy --graph-run-dir runs/graph/shortest_path-energy
     python benchmarks/adaptive.py                      # trains first (~15 min on 2 cores at 1000 its)
 
+With --graph-run-dir the same comparison runs on a trained graph energy over graphs of several
+sizes (node count as the difficulty) and prints `graph: mse_ratio=... wallclock_ratio=... spearman=...`.
+
 Last line: mse_ratio=<adaptive/fixed> wallclock_ratio=<adaptive/fixed> spearman=<rho>, for the
-learned energy.
+learned inverse energy.
 """
 
 from __future__ import annotations
@@ -73,6 +77,32 @@ class InverseQuadratic(EnergyFunction):
         return 0.5 * (yy * (a @ yy)).sum((1, 2)) - yy.diagonal(dim1=1, dim2=2).sum(1)
 
 
+def load_run(run_dir: Path):
+    state = load(Path(run_dir) / "checkpoints" / "last.pt")
+    saved = OmegaConf.create(state["config"])
+    task = build_task(saved.task)
+    model = build_model(saved, task)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return task, model
+
+
+def graph_study(args: argparse.Namespace) -> tuple[float, float, float]:
+    """The same comparison on a trained graph energy, graph size (node count) as the difficulty."""
+    task, model = load_run(args.graph_run_dir)
+    if not hasattr(task, "family"):  # graph tasks draw from a graph family
+        raise SystemExit(f"{args.graph_run_dir} holds a model for task '{task.name}', not a graph task.")
+    g = torch.Generator().manual_seed(args.seed)
+    sizes = torch.tensor(args.graph_sizes, dtype=torch.float32).repeat_interleave(args.graph_n)
+    problem = task.generate(sizes.numel(), sizes, g)
+    y0 = task.init_answer(problem, g)
+    print(
+        f"graph model {args.graph_run_dir}: {problem.num_instances} {task.name} graphs, "
+        f"{args.graph_n} at each of {args.graph_sizes} nodes, {problem.segment.numel()} answer rows"
+    )
+    return compare("learned GNN energy", model.energy, model.solver, 80, args.rule, args, problem, y0)
+
+
 def trained_model(args: argparse.Namespace):
     run_dir = args.run_dir
     if run_dir is None:
@@ -88,19 +118,28 @@ def trained_model(args: argparse.Namespace):
             ]
             print("training:", " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
-    state = load(Path(run_dir) / "checkpoints" / "last.pt")
-    saved = OmegaConf.create(state["config"])
-    task = build_task(saved.task)
+    task, model = load_run(run_dir)
     if task.name != "inverse":
         raise SystemExit(f"{run_dir} holds a model for task '{task.name}'; this benchmark needs 'inverse'.")
-    model = build_model(saved, task)
-    model.load_state_dict(state["model"])
-    model.eval()
     return task, model, run_dir
 
 
+def task_mse(problem, y: Tensor) -> Tensor:
+    """Mean over instances of each instance's MSE (equal to the plain MSE for fixed-size answers)."""
+    err = (y - problem.target) ** 2
+    if problem.segment is None:
+        return err.flatten(1).mean(1).mean()
+    per = torch.zeros(problem.num_instances).index_add_(0, problem.segment, err.flatten(1).mean(1))
+    return (per / torch.bincount(problem.segment, minlength=problem.num_instances)).mean()
+
+
 def timed_solves(
-    energy: EnergyFunction, solvers: dict[str, tuple[Solver, int]], x: Tensor, y0: Tensor, repeats: int
+    energy: EnergyFunction,
+    solvers: dict[str, tuple[Solver, int]],
+    x: Tensor,
+    y0: Tensor,
+    repeats: int,
+    segment: Tensor | None = None,
 ) -> tuple[dict[str, object], dict[str, float]]:
     """Median wall-clock of each solver over `repeats` rounds, run in turn within each round."""
     times: dict[str, list[float]] = {k: [] for k in solvers}
@@ -108,7 +147,7 @@ def timed_solves(
     for _ in range(repeats):
         for name, (solver, budget) in solvers.items():
             t0 = time.perf_counter()
-            results[name] = solver.solve(energy, x, y0, budget=budget)
+            results[name] = solver.solve(energy, x, y0, budget=budget, segment=segment)
             times[name].append(time.perf_counter() - t0)
     return results, {k: statistics.median(v) for k, v in times.items()}
 
@@ -118,7 +157,7 @@ def by_band(cond: Tensor, steps: Tensor, bands: int = 4) -> str:
     parts = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         inside = (cond >= lo) & (cond <= hi)
-        parts.append(f"cond {lo:.0f}-{hi:.0f}: {steps[inside].float().mean():.1f}")
+        parts.append(f"{lo:.0f}-{hi:.0f}: {steps[inside].float().mean():.1f}")
     return "; ".join(parts)
 
 
@@ -135,17 +174,22 @@ def compare(
     adaptive = AdaptiveDescent(gd, rules=[RULES[rule](args)], max_steps=max_steps)
     with torch.no_grad():
         res, secs = timed_solves(
-            energy, {"fixed": (gd, max_steps), "adaptive": (adaptive, max_steps)}, problem.x, y0, args.repeats
+            energy,
+            {"fixed": (gd, max_steps), "adaptive": (adaptive, max_steps)},
+            problem.x,
+            y0,
+            args.repeats,
+            problem.segment,
         )
-    mse = {k: float(((r.y - problem.target) ** 2).mean()) for k, r in res.items()}
+    mse = {k: float(task_mse(problem, r.y)) for k, r in res.items()}
     steps = res["adaptive"].steps
     rho = float(spearmanr(problem.difficulty.numpy(), steps.numpy()).correlation)
     print(
         f"[{label}, {rule}] fixed {max_steps} steps: MSE {mse['fixed']:.5f} in {secs['fixed']:.3f} s | adaptive: "
         f"MSE {mse['adaptive']:.5f} in {secs['adaptive']:.3f} s, steps mean {steps.float().mean():.1f} "
-        f"(min {int(steps.min())}, max {int(steps.max())}) | Spearman(cond, steps) {rho:.3f}"
+        f"(min {int(steps.min())}, max {int(steps.max())}) | Spearman(difficulty, steps) {rho:.3f}"
     )
-    print(f"    steps used by condition-number quartile: {by_band(problem.difficulty, steps)}", flush=True)
+    print(f"    mean steps used by difficulty quartile: {by_band(problem.difficulty, steps)}", flush=True)
     return mse["adaptive"] / mse["fixed"], secs["adaptive"] / secs["fixed"], rho
 
 
@@ -163,6 +207,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--graph-run-dir", type=Path, default=None, help="also study a trained graph energy")
+    parser.add_argument("--graph-sizes", type=int, nargs="+", default=[10, 15, 20, 30, 50])
+    parser.add_argument("--graph-n", type=int, default=40, help="graphs per size")
     parser.add_argument("--control-steps", type=int, default=3000, help="cap for the exact-quadratic control")
     args = parser.parse_args()
     if not 0 < args.c_min < args.c_max:
@@ -192,6 +239,9 @@ def main() -> None:
     results = {
         rule: compare("learned IREM energy", model.energy, model.solver, 80, rule, args, problem, y0) for rule in RULES
     }
+    if args.graph_run_dir is not None:
+        graph = graph_study(args)
+        print(f"graph: mse_ratio={graph[0]:.4f} wallclock_ratio={graph[1]:.3f} spearman={graph[2]:.3f}")
     mse_ratio, wall_ratio, rho = results[args.rule]
     print(f"mse_ratio={mse_ratio:.4f} wallclock_ratio={wall_ratio:.3f} spearman={rho:.3f}")
 
