@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,18 @@ from irem.predictor import Predictor
 from irem.task import Task
 
 DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
+
+
+def eval_generator(seed: int, purpose: str) -> torch.Generator:
+    """The random stream for descent starts when evaluating `purpose` (a split name).
+
+    Never the trainer's stream, which is manual_seed(seed): with both at seed 0 the evaluation
+    starts were the first training batch's draws, and on the inverse `harder` split the 232
+    instances whose starts equalled that batch's y0 rows 256-487 scored MSE 0.222 against 0.212
+    from any other seed (the whole split 0.2124 vs 0.2101), for reasons not understood. Keyed by
+    purpose too, so each split gets its own stream.
+    """
+    return torch.Generator().manual_seed((zlib.crc32(f"irem-eval/{purpose}".encode()) << 20) + int(seed))
 
 
 def evaluate(
@@ -38,7 +51,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     for split in splits:
         problem = task.split(split)
-        g = torch.Generator().manual_seed(seed)
+        g = eval_generator(seed, split)
         sums: dict[tuple[str, str], float] = {}
         start = time.perf_counter()
         for lo in range(0, problem.num_instances, batch_size):

@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from irem.checkpoint import load, save_atomic
+from irem.evaluation import eval_generator
 from irem.predictor import Predictor
 from irem.task import Task
 
@@ -134,7 +135,7 @@ class Trainer:
     def validate(self) -> float:
         """Mean loss on the fixed `val` split (never the test splits)."""
         problem = self.task.split("val").to(self.device)
-        g = torch.Generator().manual_seed(self.seed + 1)
+        g = eval_generator(self.seed, "val")
         self.model.eval()
         budget = self.model.default_budget
         preds = self.model.predict(self.task, problem, [budget], g)

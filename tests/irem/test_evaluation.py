@@ -11,7 +11,7 @@ import torch
 
 from energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
-from irem.evaluation import evaluate, format_table, write_results
+from irem.evaluation import eval_generator, evaluate, format_table, write_results
 from solvers.gradient_descent import GradientDescent
 from tasks.matrix import Inverse
 
@@ -44,7 +44,7 @@ def test_values_are_mean_per_instance_metrics(setup) -> None:
     value = {(r["split"], r["budget"]): r["value"] for r in rows}
     for split in SPLITS:
         problem = task.split(split)
-        g = torch.Generator().manual_seed(0)
+        g = eval_generator(0, split)
         per_label: dict[str, list[torch.Tensor]] = {}
         for lo in range(0, 10, 4):
             part = problem.select(torch.arange(lo, min(lo + 4, 10)))
@@ -53,6 +53,17 @@ def test_values_are_mean_per_instance_metrics(setup) -> None:
         for label, parts in per_label.items():
             expected = float(torch.cat(parts).double().mean())
             assert value[(split, label)] == pytest.approx(expected, rel=1e-6), (split, label)
+
+
+def test_evaluation_starts_never_replay_the_trainers_stream() -> None:
+    """The trainer draws from manual_seed(seed); evaluation starts must come from elsewhere."""
+    train = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    for split in SPLITS:
+        starts = torch.rand(1000, generator=eval_generator(0, split))
+        assert not torch.isin(starts, train).any(), split
+    other = torch.rand(8, generator=eval_generator(0, "harder"))
+    assert not torch.equal(other, torch.rand(8, generator=eval_generator(0, "test")))
+    assert not torch.equal(other, torch.rand(8, generator=eval_generator(1, "harder")))
 
 
 def test_best_is_no_worse_in_energy(setup) -> None:
