@@ -57,6 +57,7 @@ from torch import Tensor  # noqa: E402
 from irem.build import build_model, build_task  # noqa: E402
 from irem.checkpoint import load  # noqa: E402
 from irem.energy import EnergyFunction  # noqa: E402
+from irem.evaluation import eval_generator  # noqa: E402
 from irem.solver import Solver  # noqa: E402
 from solvers.adaptive import AdaptiveDescent  # noqa: E402
 from solvers.gradient_descent import GradientDescent  # noqa: E402
@@ -92,7 +93,7 @@ def graph_study(args: argparse.Namespace) -> tuple[float, float, float]:
     task, model = load_run(args.graph_run_dir)
     if not hasattr(task, "family"):  # graph tasks draw from a graph family
         raise SystemExit(f"{args.graph_run_dir} holds a model for task '{task.name}', not a graph task.")
-    g = torch.Generator().manual_seed(args.seed)
+    g = eval_generator(args.seed, "benchmarks/adaptive")  # never the trainer's stream
     sizes = torch.tensor(args.graph_sizes, dtype=torch.float32).repeat_interleave(args.graph_n)
     problem = task.generate(sizes.numel(), sizes, g)
     y0 = task.init_answer(problem, g)
@@ -217,7 +218,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     task, model, run_dir = trained_model(args)
-    g = torch.Generator().manual_seed(args.seed)
+    g = eval_generator(args.seed, "benchmarks/adaptive")  # never the trainer's stream
     c = torch.exp(torch.empty(args.n).uniform_(math.log(args.c_min), math.log(args.c_max), generator=g))
     problem = task.generate(args.n, c, g)
     y0 = task.init_answer(problem, g)

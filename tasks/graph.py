@@ -150,7 +150,7 @@ def shortest_paths_dense(counts: Tensor, edge_index: Tensor, weight: Tensor) -> 
     return dist
 
 
-def _pairs_values(dense: Tensor, counts: Tensor, query: Tensor) -> Tensor:
+def pair_values(dense: Tensor, counts: Tensor, query: Tensor) -> Tensor:
     """Read a per-graph [B, n_max, n_max] table at global node pairs `query` [2, Q]."""
     ptr = _ptr(counts)
     graph_of = torch.repeat_interleave(torch.arange(counts.numel()), counts)
@@ -248,7 +248,7 @@ def complete_pairs(counts: Tensor) -> tuple[Tensor, Tensor]:
     return edge_index, reverse
 
 
-def _symmetric(values: Tensor, edge_index: Tensor, reverse: Tensor) -> Tensor:
+def symmetric_values(values: Tensor, edge_index: Tensor, reverse: Tensor) -> Tensor:
     return torch.where(edge_index[0] < edge_index[1], values, values[reverse])
 
 
@@ -271,10 +271,10 @@ def random_graphs(
     total = int(counts.sum())
     if family in ("complete", "erdos_renyi"):
         edge_index, reverse = complete_pairs(counts)
-        weight = _symmetric(torch.rand(edge_index.shape[1], generator=generator), edge_index, reverse)
+        weight = symmetric_values(torch.rand(edge_index.shape[1], generator=generator), edge_index, reverse)
         if family == "complete":
             return edge_index, weight
-        keep_draw = _symmetric(torch.rand(edge_index.shape[1], generator=generator), edge_index, reverse)
+        keep_draw = symmetric_values(torch.rand(edge_index.shape[1], generator=generator), edge_index, reverse)
         graph = torch.repeat_interleave(torch.arange(counts.numel()), counts)[edge_index[0]]
         if edge_prob is None:
             p = (degree / (counts.double() - 1).clamp_min(1)).clamp(max=1.0)
@@ -475,7 +475,7 @@ def binary_metrics(y: Tensor, target: Tensor, segment: Tensor, n: int) -> dict[s
     return {"accuracy": acc, "balanced_accuracy": torch.where(classes > 0, balanced, torch.ones_like(balanced))}
 
 
-def _close(y: Tensor, ref: Tensor, segment: Tensor, n: int, tol: float) -> Tensor:
+def rows_close(y: Tensor, ref: Tensor, segment: Tensor, n: int, tol: float) -> Tensor:
     """Per instance: every row within tol * (1 + |ref|)."""
     bad = ((y.double().flatten() - ref.double()).abs() > tol * (1 + ref.double().abs())).double()
     return per_instance_sum(bad, segment, n) == 0
@@ -490,7 +490,7 @@ class EdgeCopy(GraphTask):
         return weight
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
-        return _close(y, problem.x.edge_attr[:, 0], problem.segment, problem.num_instances, tol)
+        return rows_close(y, problem.x.edge_attr[:, 0], problem.segment, problem.num_instances, tol)
 
 
 class ShortestPath(GraphTask):
@@ -534,14 +534,14 @@ class ShortestPath(GraphTask):
         return graph_counts(x), x.edge_index[:, present], x.edge_attr[present, 0]
 
     def truth(self, counts: Tensor, edge_index: Tensor, weight: Tensor, query: Tensor) -> Tensor:
-        d = _pairs_values(shortest_paths_dense(counts, edge_index, weight), counts, query)
+        d = pair_values(shortest_paths_dense(counts, edge_index, weight), counts, query)
         return torch.where(torch.isinf(d), torch.full_like(d, self.unreachable), d)
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
         counts, edge_index, weight = self.input_graph(problem.x)
         ref = shortest_paths_networkx(counts, edge_index, weight, problem.x.edge_index)
         ref = torch.where(torch.isinf(ref), torch.full_like(ref, self.unreachable), ref)
-        return _close(y, ref, problem.segment, problem.num_instances, tol)
+        return rows_close(y, ref, problem.segment, problem.num_instances, tol)
 
     def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
         out = super().metrics(problem, y)
@@ -577,7 +577,7 @@ class Connectivity(GraphTask):
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
         counts, edge_index, _ = self.input_graph(problem.x)
         ref = connected_networkx(counts, edge_index, problem.x.edge_index).double()
-        return _close(y, ref, problem.segment, problem.num_instances, tol)
+        return rows_close(y, ref, problem.segment, problem.num_instances, tol)
 
 
 class MSTMembership(GraphTask):

@@ -34,15 +34,15 @@ from irem.composition import ComposableTask, Node, Plan
 from irem.problem import Problem, per_instance_mean
 from irem.task import per_instance_level
 from tasks.graph import (
-    _close,
-    _pairs_values,
-    _symmetric,
     complete_pairs,
     edge_segment,
     graph_counts,
     make_batch,
+    pair_values,
+    rows_close,
     shortest_paths_dense,
     shortest_paths_networkx,
+    symmetric_values,
 )
 
 
@@ -363,7 +363,7 @@ class NestedShortestPath(NestedTask):
         def distances(x: Any) -> Tensor:
             counts = graph_counts(x)
             dense = shortest_paths_dense(counts, x.edge_index, x.edge_attr[:, 0])
-            return _pairs_values(dense, counts, x.edge_index).float().unsqueeze(1)
+            return pair_values(dense, counts, x.edge_index).float().unsqueeze(1)
 
         return distances
 
@@ -373,14 +373,17 @@ class NestedShortestPath(NestedTask):
         edge_index, reverse = complete_pairs(counts)
         rows = edge_index.shape[1]
         stages = torch.stack(
-            [_symmetric(torch.rand(rows, generator=generator), edge_index, reverse) for _ in range(self.max_depth)],
+            [
+                symmetric_values(torch.rand(rows, generator=generator), edge_index, reverse)
+                for _ in range(self.max_depth)
+            ],
             dim=1,
         )
         graph = torch.repeat_interleave(torch.arange(n), counts * (counts - 1))
         used = torch.arange(1, self.max_depth + 1) <= depth[graph].unsqueeze(1)
         stages = torch.where(used, stages, torch.ones_like(stages))
         weight = stages.amin(dim=1)
-        target = _pairs_values(shortest_paths_dense(counts, edge_index, weight), counts, edge_index).float()
+        target = pair_values(shortest_paths_dense(counts, edge_index, weight), counts, edge_index).float()
         x = make_batch(counts, edge_index, stages)
         return Problem(
             x=x, target=target.unsqueeze(1), segment=edge_segment(x), difficulty=depth.float(), num_instances=int(n)
@@ -390,4 +393,4 @@ class NestedShortestPath(NestedTask):
         """networkx's Dijkstra on the union of every stage (padding is weight 1: no effect)."""
         x = problem.x
         ref = shortest_paths_networkx(graph_counts(x), x.edge_index, x.edge_attr.amin(dim=1), x.edge_index)
-        return _close(y, ref, problem.segment, problem.num_instances, tol)
+        return rows_close(y, ref, problem.segment, problem.num_instances, tol)

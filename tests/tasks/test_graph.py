@@ -40,7 +40,7 @@ from tasks.graph import (
     shortest_paths_networkx,
     validate_graph,
 )
-from tasks.graph import _pairs_values as pairs_values
+from tasks.graph import pair_values as pairs_values
 
 GRAPH_TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("graph_*.yaml"))
 
