@@ -26,7 +26,7 @@ import hydra
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from irem.build import build_model, build_solver, build_task
 from irem.checkpoint import load
@@ -162,7 +162,10 @@ def _study(cfg: DictConfig) -> None:
                     f"{', '.join(ignored)}: these configure the study's own training, and run_dir={cfg.run_dir} "
                     "is studied as it was trained. Drop them, or drop run_dir to train a new model."
                 )
-            _, _, task, model = _load_run(cfg.run_dir, cfg.checkpoint)
+            _, saved, task, model = _load_run(cfg.run_dir, cfg.checkpoint)
+            if "name" in saved:  # tables and plots are titled by the studied run, not the study's defaults
+                with open_dict(cfg):
+                    cfg.name = saved.name
         device = resolve_device(cfg.device)
         model.to(device)
         run_study(cfg, task, model, out_dir, CONFIG_DIR, device)

@@ -332,6 +332,8 @@ def test_study_of_a_trained_run(runs) -> None:
     assert {c["solver"] for c in record["cells"]} == {"gd"}
     assert {c["budget"] for c in record["cells"]} == {1, 3} and {c["n"] for c in record["cells"]} == {3}
     assert not (results[0].parent / "steps_vs_difficulty.png").exists()  # no adaptive solver, no such plot
+    trained = json.loads((runs["graph_dir"] / "study.json").read_text())["title"]
+    assert record["title"] == trained == "study-graph_shortest_path-gnn"  # titled by the run it studies
 
 
 def test_training_keys_with_a_run_dir_are_refused(runs) -> None:
