@@ -79,33 +79,20 @@ class AdaptiveDescent(WrapperSolver):
                 )
         return descent
 
-    def solve(
+    def solve_inference(
         self,
         energy: EnergyFunction,
         x: Any,
         y0: Tensor,
-        budget: int | None = None,
+        budget: int | None,
         *,
-        segment: Tensor | None = None,
-        differentiable: bool = False,
-        record_history: bool = False,
-        record_trajectory: bool = False,
-        snapshots: Iterable[int] = (),
-        generator: torch.Generator | None = None,
+        segment: Tensor | None,
+        record_history: bool,
+        record_trajectory: bool,
+        snapshots: Iterable[int],
+        generator: torch.Generator | None,
     ) -> SolveResult:
         gd = self._wrapped()
-        if differentiable:
-            return self._train_solve(
-                energy,
-                x,
-                y0,
-                budget,
-                segment=segment,
-                record_history=record_history,
-                record_trajectory=record_trajectory,
-                snapshots=snapshots,
-                generator=generator,
-            )
         T = self.max_steps if budget is None else int(budget)
         if T < 0:
             raise ValueError(f"AdaptiveDescent: budget must be >= 0, got {T}.")

@@ -105,33 +105,20 @@ class BestOfN(WrapperSolver):
         solve may pick another start than the longer solve whose winner's snapshot is reported."""
         return self.starts == 1 and bool(getattr(self.descent, "snapshots_match_budgets", True))
 
-    def solve(
+    def solve_inference(
         self,
         energy: EnergyFunction,
         x: Any,
         y0: Tensor,
-        budget: int | None = None,
+        budget: int | None,
         *,
-        segment: Tensor | None = None,
-        differentiable: bool = False,
-        record_history: bool = False,
-        record_trajectory: bool = False,
-        snapshots: Iterable[int] = (),
-        generator: torch.Generator | None = None,
+        segment: Tensor | None,
+        record_history: bool,
+        record_trajectory: bool,
+        snapshots: Iterable[int],
+        generator: torch.Generator | None,
     ) -> SolveResult:
         solver = self._wrapped()
-        if differentiable:
-            return self._train_solve(
-                energy,
-                x,
-                y0,
-                budget,
-                segment=segment,
-                record_history=record_history,
-                record_trajectory=record_trajectory,
-                snapshots=snapshots,
-                generator=generator,
-            )
         T = self.max_steps if budget is None else int(budget)
         wanted = sorted({int(s) for s in snapshots})
         n = _num_instances(x, y0, segment)

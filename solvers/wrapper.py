@@ -9,6 +9,7 @@ configured without a descent (`descent: null`) takes the solver of the model it 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,7 +45,33 @@ class WrapperSolver(Solver):
     def step_size(self) -> Tensor | None:
         return getattr(self.descent, "step_size", None)
 
-    def _train_solve(
+    def solve(
+        self,
+        energy: EnergyFunction,
+        x: Any,
+        y0: Tensor,
+        budget: int | None = None,
+        *,
+        segment: Tensor | None = None,
+        differentiable: bool = False,
+        record_history: bool = False,
+        record_trajectory: bool = False,
+        snapshots: Iterable[int] = (),
+        generator: torch.Generator | None = None,
+    ) -> SolveResult:
+        records = {
+            "segment": segment,
+            "record_history": record_history,
+            "record_trajectory": record_trajectory,
+            "snapshots": snapshots,
+            "generator": generator,
+        }
+        if differentiable:  # training: the wrapped solver's plain descent, its own budget
+            return self._wrapped().solve(energy, x, y0, budget, differentiable=True, **records)
+        return self.solve_inference(energy, x, y0, budget, **records)
+
+    @abc.abstractmethod
+    def solve_inference(
         self,
         energy: EnergyFunction,
         x: Any,
@@ -57,16 +84,4 @@ class WrapperSolver(Solver):
         snapshots: Iterable[int],
         generator: torch.Generator | None,
     ) -> SolveResult:
-        """A differentiable solve: the wrapped solver's plain descent, its own budget."""
-        return self._wrapped().solve(
-            energy,
-            x,
-            y0,
-            budget,
-            segment=segment,
-            differentiable=True,
-            record_history=record_history,
-            record_trajectory=record_trajectory,
-            snapshots=snapshots,
-            generator=generator,
-        )
+        """What the wrapper does at inference, with the same records as `Solver.solve`."""
