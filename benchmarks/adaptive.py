@@ -50,12 +50,10 @@ from irem.openmp import configure_wait_policy  # noqa: E402
 configure_wait_policy()
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from irem.build import build_model, build_task  # noqa: E402
-from irem.checkpoint import load  # noqa: E402
+from irem import build  # noqa: E402
 from irem.energy import EnergyFunction  # noqa: E402
 from irem.evaluation import eval_generator  # noqa: E402
 from irem.solver import Solver  # noqa: E402
@@ -79,11 +77,7 @@ class InverseQuadratic(EnergyFunction):
 
 
 def load_run(run_dir: Path):
-    state = load(Path(run_dir) / "checkpoints" / "last.pt")
-    saved = OmegaConf.create(state["config"])
-    task = build_task(saved.task)
-    model = build_model(saved, task)
-    model.load_state_dict(state["model"])
+    _, _, task, model = build.load_run(run_dir)
     model.eval()
     return task, model
 

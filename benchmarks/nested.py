@@ -42,8 +42,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from irem.build import RUN_CHECKPOINT
 from irem.composition import (
-    CHECKPOINT,
     ComposedEnergy,
     ComposedInput,
     ComposedPredictor,
@@ -122,7 +122,7 @@ def sub_models(task: NestedTask, spec: dict[str, str], args: argparse.Namespace)
     for slot, arg in spec.items():
         run_dir = Path(getattr(args, arg))
         overrides = RUNS[arg][1]
-        if not (run_dir / CHECKPOINT).exists():
+        if not (run_dir / RUN_CHECKPOINT).exists():
             print(f"{run_dir} has no checkpoint: training a short one ({args.sub_iterations} iterations)")
             irem_train(run_dir, overrides, args.sub_iterations, args.threads)
         models[slot] = load_slot(slot, run_dir, task.slots()[slot])

@@ -7,17 +7,20 @@ come from the task unless the config sets them, and a mismatch is reported befor
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from irem.checkpoint import load
 from irem.config import check_node, valid_keys
 from irem.energy import EnergyFunction, check_energy_fits
 from irem.energy_model import EnergyModel
 from irem.predictor import Predictor
 from irem.solver import Solver
 from irem.task import Task
+from irem.trainer import CHECKPOINT
 
 
 def _checked(cfg: DictConfig, group: str, kind: type, **kwargs: Any) -> Any:
@@ -55,3 +58,18 @@ def build_model(cfg: DictConfig, task: Task) -> Predictor:
     check_energy_fits(energy, task)
     model_cfg = cfg.get("model") or {}
     return EnergyModel(energy, build_solver(cfg.solver), **model_cfg)
+
+
+RUN_CHECKPOINT = Path("checkpoints") / CHECKPOINT  # where irem-train writes, inside its run directory
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[Path, DictConfig, Task, Predictor]:
+    """A trained run as its checkpoint saved it: the file, the config it was trained with, its task
+    and its model (train mode, as built; callers that evaluate call .eval())."""
+    path = Path(checkpoint or Path(run_dir) / RUN_CHECKPOINT)
+    state = load(path)
+    saved = OmegaConf.create(state["config"])
+    task = build_task(saved.task)
+    model = build_model(saved, task)
+    model.load_state_dict(state["model"])
+    return path, saved, task, model

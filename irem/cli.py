@@ -28,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from irem.build import build_model, build_solver, build_task
+from irem.build import build_model, build_solver, build_task, load_run
 from irem.checkpoint import load
 from irem.config import register_schemas, to_container, unknown_key_message, valid_keys
 from irem.evaluation import evaluate as run_evaluation
@@ -122,21 +122,10 @@ def _train(cfg: DictConfig) -> None:
         _report(rows, out_dir, cfg.name)
 
 
-def _load_run(run_dir: str, checkpoint: str | None) -> tuple[Path, DictConfig, Task, Predictor]:
-    """A trained run as its checkpoint saved it: the config it was trained with, its task, its model."""
-    path = Path(checkpoint or Path(run_dir) / "checkpoints" / CHECKPOINT)
-    state = load(path)
-    saved = OmegaConf.create(state["config"])
-    task = build_task(saved.task)
-    model = build_model(saved, task)
-    model.load_state_dict(state["model"])
-    return path, saved, task, model
-
-
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def _evaluate(cfg: DictConfig) -> None:
     _setup(cfg)
-    path, saved, task, model = _load_run(cfg.run_dir, cfg.checkpoint)
+    path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
     if cfg.get("solver") is not None:
         if not hasattr(model, "solver"):
             raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
@@ -162,7 +151,7 @@ def _study(cfg: DictConfig) -> None:
                     f"{', '.join(ignored)}: these configure the study's own training, and run_dir={cfg.run_dir} "
                     "is studied as it was trained. Drop them, or drop run_dir to train a new model."
                 )
-            _, saved, task, model = _load_run(cfg.run_dir, cfg.checkpoint)
+            _, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
             if "name" in saved:  # tables and plots are titled by the studied run, not the study's defaults
                 with open_dict(cfg):
                     cfg.name = saved.name

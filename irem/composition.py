@@ -34,11 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
-from irem.build import build_model, build_task
-from irem.checkpoint import load
+from irem import build
 from irem.energy import EnergyFunction
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem, SolveResult, rows_of
@@ -46,7 +44,6 @@ from irem.solver import Solver
 from irem.task import Task
 
 MODES = ("sequential", "joint")
-CHECKPOINT = Path("checkpoints") / "last.pt"  # where irem-train writes (irem/trainer.py CHECKPOINT)
 
 Wire = Callable[[list[Tensor], Any], Any]
 
@@ -190,12 +187,7 @@ def freeze(model: Predictor) -> Predictor:
 
 def load_run(run_dir: str | Path) -> tuple[Task, Predictor]:
     """The task and the frozen model of an irem-train run, built from the config its checkpoint holds."""
-    path = Path(run_dir) / CHECKPOINT
-    state = load(path)
-    saved = OmegaConf.create(state["config"])
-    task = build_task(saved.task)
-    model = build_model(saved, task)
-    model.load_state_dict(state["model"])
+    _, _, task, model = build.load_run(run_dir)
     return task, freeze(model)
 
 
