@@ -186,6 +186,14 @@ def _precheck(config_name: str, argv: list[str]) -> None:
         path = o.split("=", 1)[0]
         group, _, key = path.rpartition(".")
         node = OmegaConf.select(cfg, group)
+        if node is None and (Path(CONFIG_DIR) / group).is_dir():  # e.g. solver.max_steps=40 with no solver chosen
+            choices = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+            print(
+                f"Error in override '{o}': no {group} is chosen in this config, so it has no key '{key}'. "
+                f"Choose one first ({group}=<name> {o}); valid choices: {', '.join(choices)}.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
         if isinstance(node, DictConfig) and key not in node:
             keys = (valid_keys(node) if "_target_" in node else None) or [
                 str(k) for k in node if not str(k).startswith("_")

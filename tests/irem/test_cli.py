@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from irem.cli import CONFIG_DIR
+from irem.cli import CONFIG_DIR, _precheck
 
 BIN = Path(sys.executable).parent
 TRAIN = [
@@ -133,6 +133,16 @@ def test_misspelt_solver_key(runs) -> None:
     assert "Did you mean 'step_size'" in proc.stderr
     assert "step_size, max_steps" in proc.stderr
     assert not Path(f"{runs['run_dir']}-typo").exists()
+
+
+def test_key_of_an_unchosen_group_names_the_choices(capsys) -> None:
+    """irem-eval's solver group is empty unless chosen: say so instead of Hydra's 'not in struct'."""
+    with pytest.raises(SystemExit) as exit_info:
+        _precheck("evaluate", ["run_dir=somewhere", "solver.max_steps=40"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "no solver is chosen" in err and "solver=<name> solver.max_steps=40" in err
+    assert "adaptive" in err and "gd_accept" in err
 
 
 def test_config_dir_is_the_repository_configs() -> None:
