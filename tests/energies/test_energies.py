@@ -89,6 +89,14 @@ def test_deterministic_and_batch_independent(fitted) -> None:
         e2 = energy.energy(problem.x, y2)
         torch.testing.assert_close(e2[:4], e[:4], rtol=1e-5, atol=1e-6)
         assert e2[4] != e[4]
+    elif problem.segment is None:  # x not indexed by instance (text windows: one instance per position)
+        # a non-constant change: a softmax over logits ignores adding the same value everywhere
+        y2 = y.clone()
+        y2[4] += torch.linspace(0.0, 1.0, y2[4].numel()).reshape(y2[4].shape)
+        e2 = energy.energy(problem.x, y2)
+        torch.testing.assert_close(e2[:4], e[:4], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(e2[5:], e[5:], rtol=1e-5, atol=1e-6)
+        assert e2[4] != e[4]
     else:  # answers per row with a segment (graphs): the same, instance by instance
         first = torch.arange(2)
         part = energy.energy(problem.select(first).x, y[problem.segment < 2])

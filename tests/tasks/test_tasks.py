@@ -29,6 +29,7 @@ from irem.energy import check_energy_fits
 from irem.problem import Problem
 from irem.task import SPLITS, Task
 from tasks.matrix import Inverse
+from tasks.text import TextTask
 
 SIZES = {"test_size": 16, "val_size": 8}
 
@@ -38,6 +39,10 @@ def task(task_name: str, compose_config) -> Task:
     cfg = compose_config("train", (f"task={task_name}",)).task
     built = instantiate(cfg, **SIZES)
     assert isinstance(built, Task)
+    if isinstance(built, TextTask):
+        # One instance per predicted token (n windows -> n * context instances), discrete targets that
+        # are not in the answer's layout, and no harder split: tests/tasks/test_text.py covers it.
+        pytest.skip("per-token text task: see tests/tasks/test_text.py")
     return built
 
 
@@ -211,7 +216,8 @@ def digests_from_another_process() -> dict[str, dict[str, str]]:
         with initialize_config_dir(config_dir=irem.cli.CONFIG_DIR, version_base="1.3"):
             for name in {json.dumps(sorted(p.stem for p in Path(CONFIG_DIR, "task").glob("*.yaml")))}:
                 task = instantiate(compose("train", overrides=["task=" + name]).task, **{SIZES!r})
-                out[name] = {{s: digest(task.split(s)) for s in ("test", "harder")}}
+                if "harder" in task.split_levels():  # the text task has none (tests/tasks/test_text.py)
+                    out[name] = {{s: digest(task.split(s)) for s in ("test", "harder")}}
         print(json.dumps(out))
         """
     )

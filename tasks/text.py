@@ -1,0 +1,185 @@
+"""Byte-level language modelling: predict the next byte at every position of a window of text.
+
+The corpus is one token stream of bytes (vocabulary 0..255, fixed, so any text file in any
+encoding fits without building a vocabulary). The default corpus is the English documentation
+that ships with CPython (`pydoc_data.topics`, about 460 KB), so the task runs offline on any
+install; `path` reads any text file instead. The stream is cut into contiguous train / val / test
+regions (90/5/5 by default) so no validation window overlaps a training one; `ood_path` adds a
+second file as an out-of-distribution split.
+
+How it fits `Task`, an honest adaptation: an *instance* is one predicted token (DESIGN: per-position
+energies), so a batch of `n` windows of `context` bytes is a `Problem` of n * context instances.
+`x` is a `TokenWindows` (the [n, context] input ids, not a tensor, so `Problem.select`, which would
+index windows by instance ids, refuses it instead of silently picking wrong rows); `target` is the
+next-byte id of every position, flat [n * context]; a candidate answer `y` is flat logits
+[n * context, vocab], row b * context + t being position t of window b. `difficulty` has no meaning
+for text and is ignored when generating; each instance's recorded difficulty is the number of
+context bytes its prediction sees (t + 1), which studies can cut results by. The `harder` split is
+replaced by `ood` (present only with `ood_path`).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from irem.problem import Problem
+from irem.task import Task
+
+VOCAB_SIZE = 256  # bytes
+
+
+@dataclass(frozen=True)
+class TokenWindows:
+    """The input ids of a batch of windows, [windows, context] int64."""
+
+    tokens: Tensor
+
+    def to(self, device: torch.device | str) -> TokenWindows:
+        return TokenWindows(self.tokens.to(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.tokens.device
+
+
+def default_corpus() -> str:
+    """CPython's pydoc topics, joined in sorted key order so the stream is the same everywhere."""
+    from pydoc_data.topics import topics
+
+    return "\n".join(topics[key] for key in sorted(topics))
+
+
+def encode(text: str) -> Tensor:
+    """UTF-8 bytes as a uint8 stream (a quarter of int32's memory for the whole corpus)."""
+    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).clone()
+
+
+def decode(ids: Tensor) -> str:
+    """Bytes back to text; a window may start inside a multi-byte character, hence `replace`."""
+    return bytes(ids.to(torch.uint8).tolist()).decode("utf-8", errors="replace")
+
+
+def windows(stream: Tensor, starts: Tensor, context: int) -> tuple[Tensor, Tensor]:
+    """Input ids [n, context] and next-token ids [n, context] for windows at `starts`, by one gather."""
+    index = starts[:, None] + torch.arange(context + 1)
+    chunk = stream[index].long()
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+class TextTask(Task):
+    """Next-byte prediction on a corpus split into contiguous train / val / test regions."""
+
+    name = "text"
+
+    def __init__(
+        self,
+        context: int = 64,
+        path: str | None = None,
+        ood_path: str | None = None,
+        split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05),
+        test_size: int = 256,
+        val_size: int = 256,
+        split_seed: int = 1234,
+    ) -> None:
+        super().__init__(0.0, 0.0, test_size=test_size, val_size=val_size, split_seed=split_seed)
+        if int(context) < 1:
+            raise ValueError(f"TextTask: context must be >= 1, got {context}.")
+        fractions = tuple(float(f) for f in split_fractions)
+        if len(fractions) != 3 or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
+            raise ValueError(
+                f"TextTask: split_fractions must be three positive fractions (train, val, test) summing to 1, "
+                f"got {split_fractions}."
+            )
+        self.context = int(context)
+        self.path, self.ood_path = path, ood_path
+        self.stream = encode(self._read(path) if path else default_corpus())
+        n = self.stream.numel()
+        cut1 = int(n * fractions[0])
+        cut2 = cut1 + int(n * fractions[1])
+        # [begin, end) of each split in the stream; a window of context + 1 bytes lies inside one.
+        self.regions: dict[str, tuple[Tensor, int, int]] = {
+            "train": (self.stream, 0, cut1),
+            "val": (self.stream, cut1, cut2),
+            "test": (self.stream, cut2, n),
+        }
+        if ood_path:
+            ood = encode(self._read(ood_path))
+            self.regions["ood"] = (ood, 0, ood.numel())
+        for name, (_, begin, end) in self.regions.items():
+            if end - begin < self.context + 1:
+                raise ValueError(
+                    f"TextTask: the {name} split has {end - begin} bytes, fewer than context + 1 = {self.context + 1}; "
+                    "use a longer text or a shorter context."
+                )
+
+    @staticmethod
+    def _read(path: str) -> str:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise FileNotFoundError(f"TextTask: no text file at '{path}'.")
+        return file.read_text(encoding="utf-8", errors="replace")
+
+    # -- Task ---------------------------------------------------------------------------------
+    def dims(self) -> dict[str, int]:
+        return {"vocab_size": VOCAB_SIZE, "context": self.context}
+
+    def generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
+        """`n` random training windows (n * context instances); `difficulty` is ignored (see module)."""
+        return self.windows_from("train", n, generator)
+
+    def windows_from(self, split: str, n: int, generator: torch.Generator) -> Problem:
+        """`n` windows at seeded random starts inside the region of `split`."""
+        if split not in self.regions:
+            raise ValueError(f"Unknown split '{split}' for task 'text'. Valid splits: {', '.join(self.regions)}.")
+        if int(n) < 1:
+            raise ValueError(f"the number of windows must be >= 1, got {n}.")
+        stream, begin, end = self.regions[split]
+        starts = begin + torch.randint(0, end - begin - self.context, (int(n),), generator=generator)
+        inputs, targets = windows(stream, starts, self.context)
+        positions = torch.arange(1, self.context + 1, dtype=torch.float32).repeat(int(n))
+        return Problem(
+            x=TokenWindows(inputs),
+            target=targets.reshape(-1),
+            difficulty=positions,
+            num_instances=inputs.numel(),
+            info={"starts": starts},
+        )
+
+    def split_levels(self) -> dict[str, float | None]:
+        return {name: None for name in self.regions}
+
+    def split(self, name: str) -> Problem:
+        """Fixed seeded windows of a region: `val_size` windows for val, `test_size` for the rest."""
+        if name not in self.regions:
+            raise ValueError(f"Unknown split '{name}' for task 'text'. Valid splits: {', '.join(self.regions)}.")
+        if name not in self._split_cache:
+            seed = self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000
+            size = self.val_size if name == "val" else self.test_size
+            self._split_cache[name] = self.windows_from(name, size, torch.Generator().manual_seed(seed))
+        return self._split_cache[name]
+
+    def answer_shape(self, problem: Problem) -> tuple[int, ...]:
+        return (problem.num_instances, VOCAB_SIZE)
+
+    def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
+        """Is the most likely byte the next one? (`tol` has no meaning for discrete answers.)"""
+        return y.argmax(dim=-1) == problem.target
+
+    def loss(self, problem: Problem, y: Tensor) -> Tensor:
+        """Cross-entropy in nats per position."""
+        return F.cross_entropy(y.float(), problem.target, reduction="none")
+
+    def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
+        ce = self.loss(problem, y.detach())
+        return {"ce": ce, "bits_per_byte": ce / math.log(2), "accuracy": self.check(problem, y.detach()).float()}
+
+    def decode(self, problem: Problem, y: Tensor) -> Tensor:
+        """The predicted byte ids."""
+        return y.argmax(dim=-1)

@@ -1,0 +1,86 @@
+"""tasks/text.py: byte stream, contiguous disjoint splits, seeded windows, the flat per-position layout."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tasks.text import VOCAB_SIZE, TextTask, decode, default_corpus, encode
+
+
+@pytest.fixture(scope="module")
+def task() -> TextTask:
+    return TextTask(context=16, test_size=32, val_size=24)
+
+
+def test_default_corpus_is_pydoc_topics(task: TextTask) -> None:
+    text = default_corpus()
+    assert len(text) > 400_000 and "assert" in text
+    assert task.stream.dtype == torch.uint8 and task.stream.numel() == len(text.encode("utf-8"))
+    assert decode(encode("héllo")) == "héllo"
+    assert task.dims() == {"vocab_size": VOCAB_SIZE, "context": 16}
+
+
+def test_splits_are_disjoint_contiguous_regions(task: TextTask) -> None:
+    (_, a0, a1), (_, b0, b1), (_, c0, c1) = (task.regions[s] for s in ("train", "val", "test"))
+    assert a0 == 0 and a1 == b0 and b1 == c0 and c1 == task.stream.numel()
+    assert math.isclose((b1 - b0) / c1, 0.05, abs_tol=1e-3)
+    for name, size in (("train", 32), ("val", 24), ("test", 32)):
+        starts = task.split(name).info["starts"]
+        _, begin, end = task.regions[name]
+        assert starts.numel() == size
+        # every byte a window reads (context inputs and the last target) lies inside its region
+        assert int(starts.min()) >= begin and int(starts.max()) + task.context + 1 <= end
+
+
+def test_splits_are_deterministic_under_the_seed(task: TextTask) -> None:
+    again = TextTask(context=16, test_size=32, val_size=24)
+    other = TextTask(context=16, test_size=32, val_size=24, split_seed=99)
+    for name in ("val", "test"):
+        assert torch.equal(task.split(name).x.tokens, again.split(name).x.tokens)
+        assert not torch.equal(task.split(name).x.tokens, other.split(name).x.tokens)
+    assert not torch.equal(task.split("val").x.tokens[:24], task.split("test").x.tokens[:24])
+
+
+def test_batches_are_seeded_and_targets_are_the_next_bytes(task: TextTask) -> None:
+    a = task.sample(8, torch.Generator().manual_seed(3))
+    b = task.sample(8, torch.Generator().manual_seed(3))
+    c = task.sample(8, torch.Generator().manual_seed(4))
+    assert torch.equal(a.x.tokens, b.x.tokens) and not torch.equal(a.x.tokens, c.x.tokens)
+    assert a.num_instances == 8 * 16 and a.target.shape == (8 * 16,)
+    starts = a.info["starts"]
+    expected = task.stream[starts[:, None] + torch.arange(1, 17)].long()
+    assert torch.equal(a.target.reshape(8, 16), expected)
+    assert torch.equal(a.x.tokens[:, 1:], expected[:, :-1])
+    assert torch.equal(a.difficulty[:16], torch.arange(1.0, 17.0))
+
+
+def test_loss_metrics_and_check_on_flat_logits(task: TextTask) -> None:
+    p = task.sample(2, torch.Generator().manual_seed(0))
+    y = task.init_answer(p, torch.Generator().manual_seed(0))
+    assert y.shape == (32, VOCAB_SIZE)
+    perfect = torch.nn.functional.one_hot(p.target, VOCAB_SIZE).float() * 50
+    assert bool(task.check(p, perfect).all()) and float(task.loss(p, perfect).max()) < 1e-6
+    uniform = torch.zeros(32, VOCAB_SIZE)
+    m = task.metrics(p, uniform)
+    assert torch.allclose(m["bits_per_byte"], torch.full((32,), 8.0))
+    assert torch.equal(task.decode(p, perfect), p.target)
+
+
+def test_ood_file_and_clear_errors(tmp_path) -> None:
+    train, ood = tmp_path / "a.txt", tmp_path / "b.txt"
+    train.write_text("abcdefghij" * 100)
+    ood.write_text("0123456789" * 10)
+    task = TextTask(context=8, path=str(train), ood_path=str(ood), test_size=4, val_size=4)
+    assert set(task.split_levels()) == {"train", "val", "test", "ood"}
+    assert set(decode(task.split("ood").x.tokens.flatten())) <= set("0123456789")
+    with pytest.raises(ValueError, match="Valid splits: train, val, test, ood"):
+        task.split("harder")
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        TextTask(path=str(tmp_path / "nope.txt"))
+    with pytest.raises(ValueError, match="fewer than context"):
+        TextTask(context=200, path=str(train))
+    with pytest.raises(ValueError, match="split_fractions"):
+        TextTask(split_fractions=(0.5, 0.5))
