@@ -83,7 +83,10 @@ class Attention(nn.Module):
         if mask is None:
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # Written out rather than fused: descent training backpropagates through the energy's
+            # gradient (create_graph), and the fused CPU kernel has no second derivative.
+            scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+            a = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
         return self.out(a.transpose(1, 2).reshape(b, length, width))
 
 

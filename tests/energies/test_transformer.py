@@ -123,3 +123,15 @@ def test_gradient_descent_runs_on_the_flat_per_position_view() -> None:
     result = GradientDescent(step_size=1.0, max_steps=3).solve(energy, p.x, y0, budget=3)
     assert result.y.shape == (24, 256) and result.steps.shape == (24,)
     assert torch.isfinite(result.y).all() and not torch.equal(result.y, y0)
+
+
+def test_second_order_gradient_for_descent_training() -> None:
+    """IREM/EBT training differentiates through a descent step: d/dtheta of dE/dy must exist."""
+    model = tiny()
+    tokens, logits = inputs()
+    y = logits.reshape(-1, V).requires_grad_(True)
+    (g,) = torch.autograd.grad(model.energy(tokens, y).sum(), y, create_graph=True)
+    loss = (y - 0.1 * g).pow(2).sum()
+    loss.backward()
+    assert model.candidate_map.weight.grad is not None and model.candidate_map.weight.grad.abs().sum() > 0
+    assert model.step_embedding.weight.grad[0].abs().sum() > 0
