@@ -89,6 +89,14 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     """Build the run `cfg` describes and train it in `out_dir`, resuming a checkpoint of the same
     config (irem-train, and irem-study's own short training)."""
     task = build_task(cfg.task)
+    if cfg.get("eval") is not None and cfg.eval.get("run", False):  # before training, not after it
+        valid = task.split_levels()
+        missing = [s for s in cfg.eval.splits if s not in valid]
+        if missing:
+            raise SystemExit(
+                f"eval.splits names {', '.join(missing)}, which task '{task.name}' does not have. "
+                f"Valid splits: {', '.join(valid)} (e.g. eval.splits=[{', '.join(list(valid)[1:3])}])."
+            )
     model = build_model(cfg, task)
     config = to_container(cfg)
     ckpt = Path(out_dir) / "checkpoints" / CHECKPOINT

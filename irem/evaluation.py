@@ -54,8 +54,8 @@ def evaluate(
         g = eval_generator(seed, split)
         sums: dict[tuple[str, str], float] = {}
         start = time.perf_counter()
-        for lo in range(0, problem.num_instances, batch_size):
-            part = problem.select(torch.arange(lo, min(lo + batch_size, problem.num_instances))).to(device)
+        for part in task.eval_batches(problem, batch_size):
+            part = part.to(device)
             preds = model.predict(task, part, budgets, g)
             for label, y in preds.answers.items():
                 for name, values in task.metrics(part, y).items():

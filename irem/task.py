@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import zlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
@@ -125,6 +126,14 @@ class Task(abc.ABC):
     def loss(self, problem: Problem, y: Tensor) -> Tensor:
         """Per-instance training loss (mean squared error)."""
         return per_instance_mean((y - problem.target) ** 2, problem.segment, problem.num_instances)
+
+    def eval_batches(self, problem: Problem, batch_size: int) -> Iterator[Problem]:
+        """Consecutive sub-batches of about `batch_size` instances, together every instance once,
+        in order: evaluation predicts them one at a time. A task whose instances cannot be picked
+        one by one (text: a window holds many predicted tokens) cuts along its own units."""
+        n = problem.num_instances
+        for lo in range(0, n, batch_size):
+            yield problem.select(torch.arange(lo, min(lo + batch_size, n)))
 
     def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
         """Per-instance metrics; evaluation averages them and can cut them by difficulty."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +155,21 @@ class TextTask(Task):
 
     def split_levels(self) -> dict[str, float | None]:
         return {name: None for name in self.regions}
+
+    def eval_batches(self, problem: Problem, batch_size: int) -> Iterator[Problem]:
+        """Whole windows, about `batch_size` predicted tokens per batch (at least one window)."""
+        tokens = problem.x.tokens
+        per = max(1, int(batch_size) // self.context)
+        t = self.context
+        for lo in range(0, tokens.shape[0], per):
+            hi = min(lo + per, tokens.shape[0])
+            yield Problem(
+                x=TokenWindows(tokens[lo:hi]),
+                target=problem.target[lo * t : hi * t],
+                difficulty=None if problem.difficulty is None else problem.difficulty[lo * t : hi * t],
+                num_instances=(hi - lo) * t,
+                info={k: v[lo:hi] for k, v in problem.info.items()},
+            )
 
     def split(self, name: str) -> Problem:
         """Fixed seeded windows of a region: `val_size` windows for val, `test_size` for the rest."""

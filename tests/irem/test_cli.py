@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from irem.cli import CONFIG_DIR, _precheck
+from irem.cli import CONFIG_DIR, _fit, _precheck
 
 BIN = Path(sys.executable).parent
 TRAIN = [
@@ -147,3 +147,12 @@ def test_key_of_an_unchosen_group_names_the_choices(capsys) -> None:
 
 def test_config_dir_is_the_repository_configs() -> None:
     assert (Path(CONFIG_DIR) / "train.yaml").is_file() and (Path(CONFIG_DIR) / "evaluate.yaml").is_file()
+
+
+def test_eval_split_the_task_lacks_is_refused_before_training(compose_config, tmp_path) -> None:
+    cfg = compose_config("train", ("task=inverse", "eval.splits=[test,hardr]", "trainer.iterations=1"))
+    with pytest.raises(
+        SystemExit, match="hardr, which task 'inverse' does not have. Valid splits: train, val, test, harder"
+    ):
+        _fit(cfg, str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()  # nothing trained

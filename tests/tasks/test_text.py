@@ -84,3 +84,25 @@ def test_ood_file_and_clear_errors(tmp_path) -> None:
         TextTask(context=200, path=str(train))
     with pytest.raises(ValueError, match="split_fractions"):
         TextTask(split_fractions=(0.5, 0.5))
+
+
+def test_evaluation_batches_whole_windows_and_runs_end_to_end(task: TextTask) -> None:
+    """Evaluation cuts text splits by window (a window holds `context` predicted tokens)."""
+    from baselines.transformer import TransformerPP
+    from irem.evaluation import evaluate
+
+    problem = task.split("val")
+    parts = list(task.eval_batches(problem, 3 * task.context + 5))
+    assert [p.num_instances for p in parts[:-1]] == [3 * task.context] * (len(parts) - 1)
+    assert torch.equal(torch.cat([p.target for p in parts]), problem.target)
+    assert torch.equal(torch.cat([p.x.tokens for p in parts]), problem.x.tokens)
+    torch.manual_seed(0)
+    model = TransformerPP(vocab_size=VOCAB_SIZE, context=task.context, width=16, depth=1, heads=2)
+    rows = evaluate(task, model, splits=["val"], budgets=[1], batch_size=2 * task.context)
+    whole = {r["metric"]: r["value"] for r in rows}
+    with torch.no_grad():
+        y = model.predict(task, problem, [1], torch.Generator()).answers["1"]
+    expected = {k: float(v.double().mean()) for k, v in task.metrics(problem, y).items()}
+    assert whole.keys() == expected.keys()
+    for k in expected:
+        assert whole[k] == pytest.approx(expected[k], rel=1e-5), k
