@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from commands import finish, start
 
 from irem.cli import CONFIG_DIR, _fit, _precheck
 
-BIN = Path(sys.executable).parent
 TRAIN = [
     "trainer.iterations=3",
     "trainer.progress=false",
@@ -25,20 +23,6 @@ TRAIN = [
     "task.test_size=16",
     "threads=1",
 ]
-
-
-def start(script: str, args: list[str], cwd: Path) -> subprocess.Popen:
-    exe = BIN / script
-    assert exe.exists(), f"{exe} missing: pip install -e ."
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    out, err = proc.communicate(timeout=240)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")

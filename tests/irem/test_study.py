@@ -11,13 +11,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from commands import finish, start
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor
@@ -44,7 +42,6 @@ from tasks.matrix import Inverse
 
 SIZE, LEVELS, BUDGETS, INSTANCES, MAX_STEPS = 3, (1.0, 0.2), (1, 3, 6), 12, 40
 SETS = ("1", "0.2", "mixed")
-BIN = Path(sys.executable).parent
 
 
 class ExactInverse(EnergyFunction):
@@ -263,34 +260,22 @@ TINY_GRAPH = [
 ]
 
 
-def command(args: list[str], cwd: Path) -> subprocess.Popen:
-    exe = BIN / "irem-study"
-    assert exe.exists(), f"{exe} missing: pip install -e ."
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    out, err = proc.communicate(timeout=240)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """A tiny graph study (training included), and errors, side by side."""
     root = tmp_path_factory.mktemp("cmd")
     graph = root / "graph"
     procs = {
-        "graph": command([*TINY_GRAPH, f"hydra.run.dir={graph}"], root),
-        "bad_solver": command(["solvers=[gd,nope]", f"hydra.run.dir={root / 'bad'}"], root),
-        "bad_level": command(["levels=[0.5,0]", f"hydra.run.dir={root / 'bad'}"], root),
+        "graph": start("irem-study", [*TINY_GRAPH, f"hydra.run.dir={graph}"], root),
+        "bad_solver": start("irem-study", ["solvers=[gd,nope]", f"hydra.run.dir={root / 'bad'}"], root),
+        "bad_level": start("irem-study", ["levels=[0.5,0]", f"hydra.run.dir={root / 'bad'}"], root),
     }
     out = {"graph_dir": graph, **{k: finish(p) for k, p in procs.items()}}
     if out["graph"].returncode == 0:
-        again = command([f"run_dir={graph}", "solvers=[gd]", "budgets=[1,3]", "instances=3", "progress=false"], root)
-        ignored = command([f"run_dir={graph}", "trainer.iterations=9"], root)
+        again = start(
+            "irem-study", [f"run_dir={graph}", "solvers=[gd]", "budgets=[1,3]", "instances=3", "progress=false"], root
+        )
+        ignored = start("irem-study", [f"run_dir={graph}", "trainer.iterations=9"], root)
         out["again"], out["ignored"] = finish(again), finish(ignored)
     return out
 
