@@ -34,7 +34,7 @@ def test_rows_cover_every_split_and_budget_plus_best(setup) -> None:
     assert len(keys) == len(set(keys))
     assert set(keys) == {(s, b, "mse") for s in SPLITS for b in ("1", "3", "best")}
     for r in rows:
-        assert set(r) == {"split", "budget", "metric", "value", "n", "seconds"}
+        assert set(r) == {"split", "budget", "metric", "value", "median", "n", "seconds"}
         assert r["n"] == 10 and r["seconds"] >= 0 and r["value"] > 0
 
 
@@ -50,9 +50,11 @@ def test_values_are_mean_per_instance_metrics(setup) -> None:
             part = problem.select(torch.arange(lo, min(lo + 4, 10)))
             for label, y in model.predict(task, part, BUDGETS, g).answers.items():
                 per_label.setdefault(label, []).append(task.metrics(part, y)["mse"])
+        median = {(r["split"], r["budget"]): r["median"] for r in rows}
         for label, parts in per_label.items():
             expected = float(torch.cat(parts).double().mean())
             assert value[(split, label)] == pytest.approx(expected, rel=1e-6), (split, label)
+            assert median[(split, label)] == pytest.approx(float(torch.cat(parts).double().median()), rel=1e-6)
 
 
 def test_evaluation_starts_never_replay_the_trainers_stream() -> None:
