@@ -95,7 +95,7 @@ def graph_study(args: argparse.Namespace) -> tuple[float, float, float]:
         f"graph model {args.graph_run_dir}: {problem.num_instances} {task.name} graphs, "
         f"{args.graph_n} at each of {args.graph_sizes} nodes, {problem.segment.numel()} answer rows"
     )
-    return compare("learned GNN energy", model.energy, model.solver, 80, args.rule, args, problem, y0)
+    return compare("learned GNN energy", task, model.energy, model.solver, 80, args.rule, args, problem, y0)
 
 
 def trained_model(args: argparse.Namespace):
@@ -117,15 +117,6 @@ def trained_model(args: argparse.Namespace):
     if task.name != "inverse":
         raise SystemExit(f"{run_dir} holds a model for task '{task.name}'; this benchmark needs 'inverse'.")
     return task, model, run_dir
-
-
-def task_mse(problem, y: Tensor) -> Tensor:
-    """Mean over instances of each instance's MSE (equal to the plain MSE for fixed-size answers)."""
-    err = (y - problem.target) ** 2
-    if problem.segment is None:
-        return err.flatten(1).mean(1).mean()
-    per = torch.zeros(problem.num_instances).index_add_(0, problem.segment, err.flatten(1).mean(1))
-    return (per / torch.bincount(problem.segment, minlength=problem.num_instances)).mean()
 
 
 def timed_solves(
@@ -163,7 +154,7 @@ RULES = {
 
 
 def compare(
-    label: str, energy: EnergyFunction, gd: GradientDescent, max_steps: int, rule: str, args, problem, y0
+    label: str, task, energy: EnergyFunction, gd: GradientDescent, max_steps: int, rule: str, args, problem, y0
 ) -> tuple[float, float, float]:
     """Fixed `max_steps` of `gd` against the adaptive solver with `rule`, capped at the same."""
     adaptive = AdaptiveDescent(gd, rules=[RULES[rule](args)], max_steps=max_steps)
@@ -176,7 +167,7 @@ def compare(
             args.repeats,
             problem.segment,
         )
-    mse = {k: float(task_mse(problem, r.y)) for k, r in res.items()}
+    mse = {k: float(task.loss(problem, r.y).mean()) for k, r in res.items()}  # mean of per-instance MSE
     steps = res["adaptive"].steps
     rho = float(spearmanr(problem.difficulty.numpy(), steps.numpy()).correlation)
     print(
@@ -229,10 +220,19 @@ def main() -> None:
     exact = GradientDescent(step_size=1.0 / lam_max)
     for rule in RULES:
         compare(
-            "exact quadratic (control)", InverseQuadratic(task.size), exact, args.control_steps, rule, args, problem, y0
+            "exact quadratic (control)",
+            task,
+            InverseQuadratic(task.size),
+            exact,
+            args.control_steps,
+            rule,
+            args,
+            problem,
+            y0,
         )
     results = {
-        rule: compare("learned IREM energy", model.energy, model.solver, 80, rule, args, problem, y0) for rule in RULES
+        rule: compare("learned IREM energy", task, model.energy, model.solver, 80, rule, args, problem, y0)
+        for rule in RULES
     }
     if args.graph_run_dir is not None:
         graph = graph_study(args)
