@@ -123,7 +123,9 @@ def _train(cfg: DictConfig) -> None:
     _setup(cfg)
     out_dir = HydraConfig.get().runtime.output_dir
     task, model, trainer = _fit(cfg, out_dir)
-    if cfg.eval.run:
+    if trainer.world_size > 1:  # under torchrun: rank 0 alone evaluates what the ranks trained together
+        torch.distributed.destroy_process_group()
+    if cfg.eval.run and trainer.rank == 0:
         rows = run_evaluation(
             task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, trainer.device
         )

@@ -23,7 +23,11 @@ class TrainerConfig:
     iterations: int = 300
     batch_size: int = 512
     lr: float = 1e-4
+    optimizer: str = "adam"  # adam or adamw (decoupled weight decay)
     weight_decay: float = 0.0
+    warmup: int = 0  # iterations of linear learning-rate warm-up
+    lr_schedule: str = "constant"  # constant or cosine (decay to min_lr_fraction * lr after warm-up)
+    min_lr_fraction: float = 0.1
     grad_clip: float | None = None
     log_every: int = 25
     checkpoint_every: int = 100
@@ -39,6 +43,7 @@ class ModelConfig:
     replay_capacity: int = 10_000
     replay_fraction: float = 0.5
     step_supervision: bool = False
+    step_lr_multiplier: float = 1.0  # the learnable step size's lr, relative to the energy's
 
 
 @dataclass
@@ -74,6 +79,24 @@ class EvaluateConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
+
+
+@dataclass
+class GenerateConfig:
+    """irem-generate (irem/generate.py): continue `prompt` by `length` bytes with a trained text run."""
+
+    run_dir: str = MISSING
+    checkpoint: str | None = None
+    prompt: str = MISSING
+    length: int = 200
+    budget: int | None = None
+    answer: str = "budget"
+    temperature: float = 1.0
+    solver: Any = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    progress: bool = True
 
 
 @dataclass
@@ -138,6 +161,7 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="generate_schema", node=GenerateConfig)
     cs.store(name="study_schema", node=StudyConfig)
 
 

@@ -7,6 +7,7 @@ exactly like a baseline network.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,15 +31,30 @@ class EnergyModel(Predictor):
         replay_capacity: int = 10_000,
         replay_fraction: float = 0.5,
         step_supervision: bool = False,
+        step_lr_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0 <= replay_fraction < 1:
             raise ValueError(f"EnergyModel: replay_fraction must be in [0, 1), got {replay_fraction}.")
+        if step_lr_multiplier <= 0:
+            raise ValueError(f"EnergyModel: step_lr_multiplier must be positive, got {step_lr_multiplier}.")
         self.energy = energy
         self.solver = solver
         self.replay = ReplayBuffer(replay_capacity)
         self.replay_fraction = float(replay_fraction)
         self.step_supervision = bool(step_supervision)
+        self.step_lr_multiplier = float(step_lr_multiplier)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The solver's parameters (a learnable step size) at `step_lr_multiplier` times the energy's
+        learning rate (EBT): one scalar step size moves far slower than it should at a learning rate
+        tuned for millions of weights."""
+        energy = [p for p in self.energy.parameters() if p.requires_grad]
+        solver = [p for p in self.solver.parameters() if p.requires_grad]
+        groups = [{"params": energy, "lr": lr}]
+        if solver:
+            groups.append({"params": solver, "lr": lr * self.step_lr_multiplier})
+        return groups
 
     @property
     def default_budget(self) -> int:

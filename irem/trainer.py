@@ -4,12 +4,24 @@ Seeded from one generator that also draws the data, so a checkpoint (model, opti
 buffer, generator state) resumes a run exactly. Logs scalars to TensorBoard under `/`-namespaced
 tags, shows a progress bar with the loss, and checkpoints atomically every `checkpoint_every`
 iterations and on interruption.
+
+Optimiser: Adam or AdamW, a linear warm-up and a constant or cosine learning rate, computed from
+the iteration count alone (no scheduler state to checkpoint, so resumption stays exact), with
+per-group base rates from `Predictor.param_groups` (an energy model's step size has its own).
+
+Scale-out: started under `torchrun` (WORLD_SIZE > 1) the trainer joins the process group (gloo on
+CPU, NCCL on GPUs) and wraps the model in DistributedDataParallel; nothing else changes. Each
+process draws its own batches of `batch_size` (the global batch is world size x batch_size) from
+its own generator; rank 0 alone logs and writes checkpoints, which hold every rank's generator so
+a resumed run continues exactly. Ranks agree each iteration on whether to stop (time limit,
+interruption), so none waits forever on another.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -18,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
@@ -27,12 +41,51 @@ from irem.predictor import Predictor
 from irem.task import Task
 
 CHECKPOINT = "last.pt"
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+LR_SCHEDULES = ("constant", "cosine")
+RANK_SEED_STRIDE = 1_000_003  # rank r draws from seed + r * stride; rank 0 is the one-process run
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
+    return device
+
+
+def distributed_world(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun with WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def lr_factor(
+    iteration: int,
+    iterations: int,
+    warmup: int = 0,
+    schedule: str = "constant",
+    min_fraction: float = 0.1,
+    time_fraction: float = 0.0,
+) -> float:
+    """The learning-rate multiplier for the step that makes iteration `iteration` + 1.
+
+    Linear warm-up from 1/warmup to 1 over `warmup` iterations, then constant or a cosine from 1 to
+    `min_fraction`. Progress through the decay is the larger of the iteration fraction and
+    `time_fraction` (spent / time_limit), so a run stopped by its wall-clock limit also ends
+    on small steps.
+    """
+    if iteration < warmup:
+        return (iteration + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(iterations - warmup, 1)
+    p = min(max((iteration - warmup) / span, time_fraction), 1.0)
+    return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 @contextmanager
@@ -71,7 +124,11 @@ class Trainer:
         iterations: int = 1000,
         batch_size: int = 512,
         lr: float = 1e-4,
+        optimizer: str = "adam",
         weight_decay: float = 0.0,
+        warmup: int = 0,
+        lr_schedule: str = "constant",
+        min_lr_fraction: float = 0.1,
         grad_clip: float | None = None,
         seed: int = 0,
         log_every: int = 25,
@@ -86,7 +143,16 @@ class Trainer:
             raise ValueError(
                 f"Trainer: need iterations >= 0, batch_size >= 1, lr > 0; got {iterations}, {batch_size}, {lr}."
             )
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer '{optimizer}'. Valid choices: {', '.join(OPTIMIZERS)}.")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"Unknown lr_schedule '{lr_schedule}'. Valid choices: {', '.join(LR_SCHEDULES)}.")
+        if warmup < 0 or not 0 <= min_lr_fraction <= 1:
+            raise ValueError(
+                f"Trainer: need warmup >= 0 and min_lr_fraction in [0, 1]; got {warmup}, {min_lr_fraction}."
+            )
         self.task, self.model = task, model
+        self.warmup, self.lr_schedule, self.min_lr_fraction = int(warmup), lr_schedule, float(min_lr_fraction)
         self.out_dir = Path(out_dir)
         self.iterations, self.batch_size = int(iterations), int(batch_size)
         self.grad_clip = grad_clip
@@ -97,11 +163,19 @@ class Trainer:
         self.progress = progress
         self.config = config or {}
         self.model.to(self.device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
+        groups = [g for g in self.model.param_groups(lr) if g["params"]]
+        if not groups:
             raise ValueError(f"Trainer: {type(model).__name__} has no trainable parameters.")
-        self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.optimizer = OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.rank, self.world_size = distributed_world(self.device)
+        self.train_module: torch.nn.Module = self.model
+        if self.world_size > 1:
+            self.train_module = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            self.progress = self.progress and self.rank == 0
+        self.generator = torch.Generator().manual_seed(self.seed + RANK_SEED_STRIDE * self.rank)
         self.iteration = 0
         self.train_seconds = 0.0
 
@@ -110,7 +184,7 @@ class Trainer:
         return self.out_dir / "checkpoints" / CHECKPOINT
 
     def state(self) -> dict[str, Any]:
-        return {
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -119,18 +193,46 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "config": self.config,
         }
+        if self.world_size > 1:  # a collective: every rank calls state() at the same iteration
+            generators: list[Any] = [None] * self.world_size
+            dist.all_gather_object(generators, self.generator.get_state())
+            state["rank_generators"] = generators
+        return state
 
     def save(self) -> Path:
-        return save_atomic(self.state(), self.checkpoint_path)
+        state = self.state()
+        if self.rank == 0:
+            save_atomic(state, self.checkpoint_path)
+        if self.world_size > 1:
+            dist.barrier()  # no rank reads or resumes a checkpoint rank 0 is still writing
+        return self.checkpoint_path
 
     def restore(self, path: str | Path) -> None:
         state = load(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        generators = state.get("rank_generators")
+        if self.world_size > 1 or generators is not None:
+            if generators is None or len(generators) != self.world_size:
+                raise ValueError(
+                    f"{path} was written by {1 if generators is None else len(generators)} training "
+                    f"process(es); resume it with the same number (this run has {self.world_size}), "
+                    "or start a new run."
+                )
+            self.generator.set_state(generators[self.rank])
+        else:
+            self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
         self.train_seconds = float(state["train_seconds"])
+
+    def _set_lr(self) -> None:
+        time_fraction = self.train_seconds / self.time_limit if self.time_limit else 0.0
+        factor = lr_factor(
+            self.iteration, self.iterations, self.warmup, self.lr_schedule, self.min_lr_fraction, time_fraction
+        )
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
 
     def validate(self) -> float:
         """Mean loss on the fixed `val` split (never the test splits)."""
@@ -146,7 +248,8 @@ class Trainer:
     def _step(self) -> tuple[float, dict[str, float]]:
         t0 = time.perf_counter()
         problem = self.task.sample(self.batch_size, self.generator).to(self.device)
-        loss, logs = self.model.training_loss(self.task, problem, self.generator)
+        self._set_lr()
+        loss, logs = self.train_module(self.task, problem, self.generator)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"Non-finite training loss at iteration {self.iteration}; the last good checkpoint is "
@@ -165,10 +268,20 @@ class Trainer:
         """For comparisons at equal wall-clock: stop once `time_limit` seconds of training are spent."""
         return self.time_limit is not None and self.train_seconds >= self.time_limit
 
+    def _should_stop(self, interrupted: bool) -> tuple[bool, bool]:
+        """(out of time, interrupted), agreed by all ranks: one rank stopping alone would leave the
+        others waiting in the next gradient all-reduce."""
+        flags = (self._out_of_time(), interrupted)
+        if self.world_size == 1:
+            return flags
+        both = torch.tensor([float(f) for f in flags])
+        dist.all_reduce(both, op=dist.ReduceOp.MAX)
+        return bool(both[0]), bool(both[1])
+
     def fit(self, resume: bool = True) -> dict[str, float]:
         if resume and self.checkpoint_path.exists():
             self.restore(self.checkpoint_path)
-        writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration)
+        writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration) if self.rank == 0 else None
         bar = tqdm(
             total=self.iterations, initial=self.iteration, disable=not self.progress, desc="train", mininterval=1.0
         )
@@ -177,15 +290,20 @@ class Trainer:
         window_start, window_iters = time.perf_counter(), 0
         with deferred_interrupt() as interrupted:
             try:
-                while self.iteration < self.iterations and not self._out_of_time():
-                    if interrupted["set"]:
+                while self.iteration < self.iterations:
+                    out_of_time, stop = self._should_stop(interrupted["set"])
+                    if stop:
                         raise KeyboardInterrupt
+                    if out_of_time:
+                        break
                     last_loss, logs = self._step()
                     window_iters += 1
                     bar.update(1)
-                    if self.iteration % self.log_every == 0 or self.iteration == self.iterations:
+                    log_now = self.iteration % self.log_every == 0 or self.iteration == self.iterations
+                    if writer is not None and log_now:
                         now = time.perf_counter()
                         writer.add_scalar("train/loss", last_loss, self.iteration)
+                        writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.iteration)
                         writer.add_scalar(
                             "train/it_per_s", window_iters / max(now - window_start, 1e-9), self.iteration
                         )
@@ -193,19 +311,27 @@ class Trainer:
                             writer.add_scalar(f"train/{k}", v, self.iteration)
                         window_start, window_iters = now, 0
                         bar.set_postfix(loss=f"{last_loss:.4g}")
-                    if self.val_every and self.iteration % self.val_every == 0:
+                    if writer is not None and self.val_every and self.iteration % self.val_every == 0:
                         writer.add_scalar("val/metric", self.validate(), self.iteration)
                     if self.iteration % self.checkpoint_every == 0:
                         self.save()
             except KeyboardInterrupt:
                 self.save()
                 bar.close()
-                writer.close()
+                if writer is not None:
+                    writer.close()
                 print(f"\nInterrupted at iteration {self.iteration}; checkpoint saved to {self.checkpoint_path}.")
                 raise
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
         self.save()
-        summary = {"iterations": self.iteration, "train_seconds": self.train_seconds, "final_loss": last_loss}
-        (self.out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        summary = {
+            "iterations": self.iteration,
+            "train_seconds": self.train_seconds,
+            "final_loss": last_loss,
+            "processes": self.world_size,
+        }
+        if self.rank == 0:
+            (self.out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return summary
