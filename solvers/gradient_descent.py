@@ -3,7 +3,11 @@
 One solver covers IREM's fixed-step descent and its variants: a learnable step size, Langevin
 noise, accept-only-if-lower (with per-instance step shrinking on rejection), per-instance
 gradient clipping, a gradient-norm tolerance, and truncated backprop through the last k steps.
-A step-size schedule anneals the landscape walk: large steps early to cross between basins, small
+For training, the EBT paper's System 2 recipe: each training solve may draw a per-instance step
+size uniformly in [a/2, 2a] and a number of steps in [K, K + random_steps], so the energy learns a
+landscape that many step sizes and budgets descend well (inference then runs more steps than
+training), and `detach_steps` cuts the graph between steps so each step learns to improve on
+wherever the previous one left it. A step-size schedule anneals the landscape walk: large steps early to cross between basins, small
 ones late to settle into one (optionally with the Langevin noise cooled by the same factor).
 An instance whose energy or gradient is not finite is frozen at its last finite iterate and
 marked diverged; the rest of the batch carries on untouched.
@@ -34,7 +38,11 @@ class GradientDescent(Solver):
     """y <- y - step_size * dE/dy (+ noise), for at most `max_steps` steps.
 
     `truncate` is how many of the last steps keep their graph when `differentiable` is asked
-    for (IREM: 1); 0 unrolls every step. `schedule` multiplies the step of step t of a budget T by
+    for (IREM: 1); 0 unrolls every step. `detach_steps` (EBT) differentiates each kept step through
+    its own gradient only: its starting point is detached, so no gradient flows from one step into
+    the previous one. Training solves only (`differentiable`, no budget given): `random_step_size`
+    multiplies each instance's step by a factor drawn uniformly in [1/2, 2], and `random_steps`
+    adds a number of steps drawn uniformly in [0, random_steps] to `max_steps`. `schedule` multiplies the step of step t of a budget T by
     a factor that falls from 1 at t=1 to `final_fraction` at t=T (`SCHEDULES`); the schedule is
     stretched over whatever budget a solve gets, so a short and a long evaluation budget both end
     on small steps. `noise_decay` cools the Langevin noise by the same factor. Hence, with a
@@ -58,6 +66,9 @@ class GradientDescent(Solver):
         schedule: str = "constant",
         final_fraction: float = 0.1,
         noise_decay: bool = False,
+        random_step_size: bool = False,
+        random_steps: int = 0,
+        detach_steps: bool = False,
     ) -> None:
         super().__init__()
         if step_size <= 0:
@@ -75,6 +86,8 @@ class GradientDescent(Solver):
                 f"GradientDescent: final_fraction (the step multiplier at the last step) must be in (0, 1], "
                 f"got {final_fraction}."
             )
+        if isinstance(random_steps, bool) or not isinstance(random_steps, int) or random_steps < 0:
+            raise ValueError(f"GradientDescent: random_steps must be an integer >= 0, got {random_steps!r}.")
         log_step = torch.tensor(math.log(step_size))
         if learnable_step:
             self.log_step_size = nn.Parameter(log_step)
@@ -90,6 +103,9 @@ class GradientDescent(Solver):
         self.schedule = schedule
         self.final_fraction = float(final_fraction)
         self.noise_decay = bool(noise_decay)
+        self.random_step_size = bool(random_step_size)
+        self.random_steps = int(random_steps)
+        self.detach_steps = bool(detach_steps)
 
     @property
     def step_size(self) -> Tensor:
@@ -130,6 +146,9 @@ class GradientDescent(Solver):
         generator: torch.Generator | None = None,
     ) -> SolveResult:
         T = self.max_steps if budget is None else int(budget)
+        randomised = differentiable and budget is None
+        if randomised and self.random_steps:
+            T += int(torch.randint(0, self.random_steps + 1, (1,), generator=generator))
         if T < 0:
             raise ValueError(f"GradientDescent: budget must be >= 0, got {T}.")
         wanted = {int(s) for s in snapshots}
@@ -156,6 +175,10 @@ class GradientDescent(Solver):
         status = torch.full((n,), int(Status.MAX_STEPS), dtype=torch.long, device=device)
         steps = torch.zeros(n, dtype=torch.long, device=device)
         lr = torch.ones(n, device=device, dtype=y.dtype)  # per-instance multiplier of step_size
+        if randomised and self.random_step_size:
+            gen_device = generator.device if generator is not None else device
+            draw = torch.rand(n, generator=generator, device=gen_device, dtype=y.dtype).to(device)
+            lr = 0.5 + 1.5 * draw  # uniform in [1/2, 2] times the step size
 
         # Hot-path note: every `torch.where` over whole answers below is skipped when its mask is
         # known to be all-true (the usual case: no instance diverged or stopped). The skipped
@@ -185,7 +208,8 @@ class GradientDescent(Solver):
                 status = torch.where(done, torch.full_like(status, int(Status.CONVERGED)), status)
                 active = active & ~done
                 all_active = all_active and not bool(done.any())
-            proposal = self.propose(y, g, lr, segment, n, generator, t=t, budget=T)
+            start = y.detach() if self.detach_steps else y
+            proposal = self.propose(start, g, lr, segment, n, generator, t=t, budget=T)
             if not all_active:
                 proposal = torch.where(per_row(active, y, segment), proposal, y)
 
@@ -193,7 +217,8 @@ class GradientDescent(Solver):
             if skip_eval:
                 e_new, g_new, finite, all_finite = e, None, active, all_active
             else:
-                e_new, g_new = self.energy_and_grad(energy, x, proposal, t, need_grad=t < T, create_graph=graph_at(t))
+                at = proposal.detach() if self.detach_steps else proposal
+                e_new, g_new = self.energy_and_grad(energy, x, at, t, need_grad=t < T, create_graph=graph_at(t))
                 finite, all_finite = self.finite_instances(e_new, g_new, segment, n)
                 if g_new is not None and not all_finite:
                     g_new = torch.where(per_row(finite, g_new, segment), g_new, torch.zeros_like(g_new))

@@ -523,3 +523,45 @@ def test_segments_grad_clip_is_per_instance() -> None:
     for a, b in pairwise(r.trajectory):
         per_instance = per_instance_sum((b - a) ** 2, x["segment"], 3).sqrt()
         torch.testing.assert_close(per_instance, torch.full((3,), 0.5, dtype=DT))
+
+
+# -- EBT's System 2 training recipe ---------------------------------------------------------------------
+def test_detach_steps_differentiates_each_step_through_its_own_gradient_only() -> None:
+    """With the start of every step detached, y_t = y_{t-1} - s w (y_{t-1} - b - theta) gives
+    d y_t / d theta = s w at every step, however many steps are unrolled."""
+    x, y0 = quadratic_problem(n=4)
+    w, s, T = x[:, 1], 0.25, 5
+    energy = Quadratic(3)
+    ones = torch.ones_like(y0)
+    solver = GradientDescent(step_size=s, max_steps=T, truncate=0, detach_steps=True)
+    (g_detached,) = _loss_grad(solver, energy, x, y0, ones)
+    torch.testing.assert_close(g_detached, (s * w).sum(0))
+    r = solver.solve(energy, x, y0, differentiable=True, record_trajectory=True)
+    assert all(y.requires_grad for y in r.trajectory[1:])  # every step can carry a loss
+    torch.testing.assert_close(r.y.detach(), GradientDescent(step_size=s, max_steps=T).solve(energy, x, y0).y)
+
+
+def test_random_step_size_draws_per_instance_factors_in_training_only() -> None:
+    x, y0 = quadratic_problem(n=64)
+    solver = GradientDescent(step_size=0.25, max_steps=2, random_step_size=True)
+    train = solver.solve(Quadratic(3), x, y0, differentiable=True, generator=gen(1))
+    factor = train.step_size / 0.25
+    assert float(factor.min()) >= 0.5 and float(factor.max()) <= 2.0
+    assert float(factor.std()) > 0.2  # drawn per instance, not one factor for the batch
+    again = solver.solve(Quadratic(3), x, y0, differentiable=True, generator=gen(1))
+    torch.testing.assert_close(again.step_size, train.step_size)  # seeded
+    infer = solver.solve(Quadratic(3), x, y0, generator=gen(1))
+    torch.testing.assert_close(infer.step_size, torch.full((64,), 0.25, dtype=DT))
+
+
+def test_random_steps_draws_the_training_budget_and_leaves_inference_alone() -> None:
+    x, y0 = quadratic_problem(n=2)
+    solver = GradientDescent(step_size=0.25, max_steps=2, random_steps=3)
+    taken = {
+        int(solver.solve(Quadratic(3), x, y0, differentiable=True, generator=gen(s)).steps.max()) for s in range(40)
+    }
+    assert taken == {2, 3, 4, 5}
+    assert int(solver.solve(Quadratic(3), x, y0, generator=gen(0)).steps.max()) == 2
+    assert int(solver.solve(Quadratic(3), x, y0, budget=7, differentiable=True, generator=gen(0)).steps.max()) == 7
+    with pytest.raises(ValueError, match="random_steps must be an integer >= 0"):
+        GradientDescent(random_steps=-1)
