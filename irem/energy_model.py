@@ -6,6 +6,7 @@ exactly like a baseline network.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ class EnergyModel(Predictor):
         self.replay_fraction = float(replay_fraction)
         self.step_supervision = bool(step_supervision)
         self.step_lr_multiplier = float(step_lr_multiplier)
+        self._warned_no_replay = False
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """The solver's parameters (a learnable step size) at `step_lr_multiplier` times the energy's
@@ -61,32 +63,43 @@ class EnergyModel(Predictor):
         return self.solver.max_steps
 
     def _with_replay(self, task: Task, problem: Problem, generator: torch.Generator) -> tuple[Problem, Tensor]:
-        """Swap part of a fresh batch for stored, partially solved instances."""
+        """Swap part of a fresh batch for stored, partially solved units (instances, or whatever the
+        task stores: text keeps whole windows)."""
         y0 = task.init_answer(problem, generator).to(problem.device)
-        k = int(problem.num_instances * self.replay_fraction)
+        if not self.replay.capacity or len(self.replay) == 0:
+            return problem, y0
+        fresh = task.replay_items(problem, y0)
+        if fresh is None:
+            return problem, y0
+        units = next(iter(fresh.values())).shape[0]
+        k = int(units * self.replay_fraction)
         if k == 0 or len(self.replay) < k:
             return problem, y0
-        if problem.segment is not None or not isinstance(problem.x, Tensor):
-            raise NotImplementedError(
-                "The replay buffer stores dense problems only; set model.replay_capacity=0 for this task."
-            )
         old = self.replay.sample(k, generator)
-        keep = problem.num_instances - k
-        fresh = problem.select(torch.arange(keep))
-        mixed = Problem(
-            x=torch.cat([fresh.x, old["x"]]),
-            target=torch.cat([fresh.target, old["target"]]),
-            difficulty=None,
-        )
-        return mixed, torch.cat([y0[:keep], old["y"]])
+        mixed = {key: torch.cat([v[: units - k], old[key].to(v.device)]) for key, v in fresh.items()}
+        return task.from_replay(mixed)
+
+    def _remember(self, task: Task, problem: Problem, y: Tensor) -> None:
+        if not self.replay.capacity:
+            return
+        items = task.replay_items(problem, y.detach())
+        if items is None:
+            if not self._warned_no_replay:
+                warnings.warn(
+                    f"Task '{task.name}' has no replay format for its problems; training without a replay "
+                    "buffer (set model.replay_capacity=0 to say so and silence this).",
+                    stacklevel=2,
+                )
+                self._warned_no_replay = True
+            return
+        self.replay.add(**items)
 
     def training_loss(
         self, task: Task, problem: Problem, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
         problem, y0 = self._with_replay(task, problem, generator)
         loss, result = irem_loss(task, self.energy, self.solver, problem, y0, generator, self.step_supervision)
-        if self.replay.capacity and problem.segment is None and isinstance(problem.x, Tensor):
-            self.replay.add(x=problem.x, y=result.y.detach(), target=problem.target)
+        self._remember(task, problem, result.y)
         logs = {"diverged": result.summary()["diverged"]}
         step_size = getattr(self.solver, "step_size", None)
         if isinstance(step_size, Tensor):

@@ -135,6 +135,19 @@ class Task(abc.ABC):
         for lo in range(0, n, batch_size):
             yield problem.select(torch.arange(lo, min(lo + batch_size, n)))
 
+    def replay_items(self, problem: Problem, y: Tensor) -> dict[str, Tensor] | None:
+        """What the replay buffer (irem/replay.py) keeps of a solved batch: tensors whose first
+        dimension is the replay unit (here an instance), or None when this task has no replay format
+        for the problem. Dense problems store x, target and the answer; a task whose instances
+        cannot be stored one by one (graph batches, text windows) overrides this and `from_replay`."""
+        if problem.segment is not None or not isinstance(problem.x, Tensor) or problem.target is None:
+            return None
+        return {"x": problem.x, "target": problem.target, "y": y}
+
+    def from_replay(self, items: dict[str, Tensor]) -> tuple[Problem, Tensor]:
+        """The problem and starting answers `replay_items` stored (replayed items lose their difficulty)."""
+        return Problem(x=items["x"], target=items["target"], difficulty=None), items["y"]
+
     def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
         """Per-instance metrics; evaluation averages them and can cut them by difficulty."""
         return {"mse": self.loss(problem, y.detach())}

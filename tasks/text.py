@@ -49,6 +49,26 @@ class TokenWindows:
     def device(self) -> torch.device:
         return self.tokens.device
 
+    def __getitem__(self, index: Tensor) -> TokenWindows:
+        """The windows of instance ids `index`, which must cover whole windows in order (b * T + 0..T-1).
+
+        Best-of-N repeats a batch start by start, instance ids and all; a window's positions share one
+        forward pass, so picking single positions out of a window is refused rather than guessed.
+        """
+        index = torch.as_tensor(index, dtype=torch.long).flatten()
+        t = self.tokens.shape[1]
+        rows = index.view(-1, t) if index.numel() % t == 0 else None
+        if (
+            rows is None
+            or not torch.equal(rows, rows[:, :1] + torch.arange(t, device=rows.device))
+            or bool((rows[:, 0] % t).any())
+        ):
+            raise IndexError(
+                f"TokenWindows picks whole windows of {t} positions (instance ids b * {t} + 0..{t - 1}); "
+                "got ids that split a window."
+            )
+        return TokenWindows(self.tokens[rows[:, 0] // t])
+
 
 def default_corpus() -> str:
     """CPython's pydoc topics, joined in sorted key order so the stream is the same everywhere."""
@@ -199,3 +219,27 @@ class TextTask(Task):
     def decode(self, problem: Problem, y: Tensor) -> Tensor:
         """The predicted byte ids."""
         return y.argmax(dim=-1)
+
+    # -- replay: whole windows, small ----------------------------------------------------------
+    def replay_items(self, problem: Problem, y: Tensor) -> dict[str, Tensor] | None:
+        """One replay unit per window: its ids and targets as bytes and its candidate logits in
+        float16, about context * 512 bytes a window (32 KB at context 64; the buffer's capacity
+        counts windows)."""
+        tokens = problem.x.tokens
+        n, t = tokens.shape
+        return {
+            "tokens": tokens.to(torch.uint8),
+            "target": problem.target.view(n, t).to(torch.uint8),
+            "y": y.detach().view(n, t, VOCAB_SIZE).to(torch.float16),
+        }
+
+    def from_replay(self, items: dict[str, Tensor]) -> tuple[Problem, Tensor]:
+        tokens = items["tokens"].long()
+        n, t = tokens.shape
+        problem = Problem(
+            x=TokenWindows(tokens),
+            target=items["target"].long().reshape(-1),
+            difficulty=torch.arange(1, t + 1, dtype=torch.float32, device=tokens.device).repeat(n),
+            num_instances=n * t,
+        )
+        return problem, items["y"].float().reshape(n * t, VOCAB_SIZE)

@@ -1,0 +1,75 @@
+"""Text with the energy model's machinery: replay of whole windows in a small format, and best-of-N
+per position (windows repeated start by start)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from energies.transformer import TransformerEnergy
+from irem.energy_model import EnergyModel
+from solvers.best_of_n import BestOfN
+from solvers.gradient_descent import GradientDescent
+from tasks.text import VOCAB_SIZE, TextTask, TokenWindows
+
+
+@pytest.fixture(scope="module")
+def task() -> TextTask:
+    return TextTask(context=8, test_size=4, val_size=4)
+
+
+def tiny_energy(task: TextTask) -> TransformerEnergy:
+    torch.manual_seed(0)
+    return TransformerEnergy(**task.dims(), width=16, depth=1, heads=2, max_steps=2)
+
+
+def test_replay_round_trip_keeps_windows_and_stores_small(task: TextTask) -> None:
+    problem = task.sample(3, torch.Generator().manual_seed(0))
+    y = torch.randn(problem.num_instances, VOCAB_SIZE)
+    items = task.replay_items(problem, y)
+    assert items["tokens"].dtype == items["target"].dtype == torch.uint8 and items["y"].dtype == torch.float16
+    assert {k: v.shape[0] for k, v in items.items()} == {"tokens": 3, "target": 3, "y": 3}  # one unit a window
+    back, y_back = task.from_replay(items)
+    assert torch.equal(back.x.tokens, problem.x.tokens) and torch.equal(back.target, problem.target)
+    assert torch.equal(back.difficulty, problem.difficulty)
+    torch.testing.assert_close(y_back, y, atol=2e-3, rtol=1e-3)
+
+
+def test_training_replays_windows(task: TextTask) -> None:
+    model = EnergyModel(tiny_energy(task), GradientDescent(step_size=1.0, max_steps=2), replay_capacity=8)
+    g = torch.Generator().manual_seed(0)
+    first = task.sample(4, g)
+    model.training_loss(task, first, g)
+    assert len(model.replay) == 4
+    fresh = task.sample(4, g)
+    mixed, y0 = model._with_replay(task, fresh, g)
+    tokens = mixed.x.tokens
+    assert tokens.shape == (4, 8) and y0.shape == (32, VOCAB_SIZE)
+    assert torch.equal(tokens[:2], fresh.x.tokens[:2])  # half fresh, half replayed windows
+    stored = {tuple(w.tolist()) for w in first.x.tokens}
+    assert all(tuple(w.tolist()) in stored for w in tokens[2:])
+
+
+def test_token_windows_pick_whole_windows_only() -> None:
+    windows = TokenWindows(torch.arange(12).view(3, 4))
+    assert torch.equal(windows[torch.tensor([8, 9, 10, 11, 0, 1, 2, 3])].tokens, windows.tokens[[2, 0]])
+    with pytest.raises(IndexError, match="picks whole windows of 4 positions"):
+        windows[torch.tensor([1, 2, 3, 4])]
+    with pytest.raises(IndexError, match="picks whole windows"):
+        windows[torch.tensor([0, 1])]
+
+
+def test_best_of_n_picks_each_positions_lowest_energy_start(task: TextTask) -> None:
+    energy = tiny_energy(task)
+    problem = task.split("val")
+    y0 = task.init_answer(problem, torch.Generator().manual_seed(1))
+    descent = GradientDescent(step_size=2.0, max_steps=3)
+    best = BestOfN(descent=descent, starts=3, pick="final").solve(
+        energy, problem.x, y0, generator=torch.Generator().manual_seed(2)
+    )
+    # the same three starts, descended one by one
+    g = torch.Generator().manual_seed(2)
+    extra = torch.rand((2, *y0.shape), generator=g) * 2 - 1
+    finals = torch.stack([descent.solve(energy, problem.x, s).energy for s in (y0, extra[0], extra[1])])
+    torch.testing.assert_close(best.energy, finals.min(0).values, atol=1e-5, rtol=1e-5)
+    assert bool((finals.argmin(0) != 0).any()) and bool((finals.argmin(0) == 0).any())  # picks differ by position
