@@ -3,9 +3,12 @@
 The corpus is one token stream of bytes (vocabulary 0..255, fixed, so any text file in any
 encoding fits without building a vocabulary). The default corpus is the English documentation
 that ships with CPython (`pydoc_data.topics`, about 460 KB), so the task runs offline on any
-install; `path` reads any text file instead. The stream is cut into contiguous train / val / test
+install; `path` reads any text file instead, or a text that ships with Python by name
+(`builtin:<name>`, `BUILTIN_TEXTS`), and `hf_dataset` a Hugging Face dataset's text column
+(needs the `datasets` package; `hf_dataset=text hf_data_files=<file>` reads a local file through
+it, which is how it is tested offline). The stream is cut into contiguous train / val / test
 regions (90/5/5 by default) so no validation window overlaps a training one; `ood_path` adds a
-second file as an out-of-distribution split.
+second text (a file or a builtin name) as an out-of-distribution split.
 
 How it fits `Task`, an honest adaptation: an *instance* is one predicted token (DESIGN: per-position
 energies), so a batch of `n` windows of `context` bytes is a `Problem` of n * context instances.
@@ -77,6 +80,67 @@ def default_corpus() -> str:
     return "\n".join(topics[key] for key in sorted(topics))
 
 
+def python_license() -> str:
+    """CPython's LICENSE.txt: English legal prose, a domain the documentation hardly touches."""
+    import sysconfig
+
+    path = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"this Python install has no {path}; give ood_path a text file instead.")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def python_source() -> str:
+    """The source of a few pure-Python standard modules: code with docstrings (about 250 KB)."""
+    import argparse  # noqa: E401  (read, not used)
+    import difflib
+    import inspect
+    import textwrap
+    import unittest.case
+
+    return "\n".join(inspect.getsource(m) for m in (argparse, difflib, textwrap, unittest.case))
+
+
+BUILTIN_TEXTS = {"pydoc": default_corpus, "python-license": python_license, "python-source": python_source}
+
+
+def read_text(spec: str) -> str:
+    """A text file's contents, or a builtin text named `builtin:<name>`."""
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if name not in BUILTIN_TEXTS:
+            raise ValueError(f"Unknown builtin text '{name}'. Valid choices: {', '.join(BUILTIN_TEXTS)}.")
+        return BUILTIN_TEXTS[name]()
+    file = Path(spec).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"TextTask: no text file at '{spec}' (or name a builtin text: builtin:pydoc, ...).")
+    return file.read_text(encoding="utf-8", errors="replace")
+
+
+def load_hf_text(
+    name: str,
+    config: str | None = None,
+    split: str = "train",
+    field: str = "text",
+    data_files: str | list[str] | None = None,
+) -> str:
+    """The `field` column of a Hugging Face dataset split, joined by newlines.
+
+    Downloads through `datasets.load_dataset` (a network and the hub's cache); `name="text"` with
+    `data_files` reads local text files instead.
+    """
+    try:
+        from datasets import load_dataset
+    except ImportError as err:
+        raise ImportError("hf_dataset needs the Hugging Face `datasets` package: pip install datasets") from err
+    dataset = load_dataset(name, config, split=split, data_files=data_files)
+    if field not in dataset.column_names:
+        raise ValueError(
+            f"Hugging Face dataset '{name}' has no column '{field}'. Valid columns: {', '.join(dataset.column_names)}."
+        )
+    return "\n".join(str(row) for row in dataset[field])
+
+
 def encode(text: str) -> Tensor:
     """UTF-8 bytes as a uint8 stream (a quarter of int32's memory for the whole corpus)."""
     return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).clone()
@@ -108,8 +172,15 @@ class TextTask(Task):
         test_size: int = 256,
         val_size: int = 256,
         split_seed: int = 1234,
+        hf_dataset: str | None = None,
+        hf_config: str | None = None,
+        hf_split: str = "train",
+        hf_field: str = "text",
+        hf_data_files: str | None = None,
     ) -> None:
         super().__init__(0.0, 0.0, test_size=test_size, val_size=val_size, split_seed=split_seed)
+        if path and hf_dataset:
+            raise ValueError("TextTask: give either path or hf_dataset, not both.")
         if int(context) < 1:
             raise ValueError(f"TextTask: context must be >= 1, got {context}.")
         fractions = tuple(float(f) for f in split_fractions)
@@ -120,7 +191,11 @@ class TextTask(Task):
             )
         self.context = int(context)
         self.path, self.ood_path = path, ood_path
-        self.stream = encode(self._read(path) if path else default_corpus())
+        if hf_dataset:
+            text = load_hf_text(hf_dataset, hf_config, hf_split, hf_field, hf_data_files)
+        else:
+            text = read_text(path) if path else default_corpus()
+        self.stream = encode(text)
         n = self.stream.numel()
         cut1 = int(n * fractions[0])
         cut2 = cut1 + int(n * fractions[1])
@@ -131,7 +206,7 @@ class TextTask(Task):
             "test": (self.stream, cut2, n),
         }
         if ood_path:
-            ood = encode(self._read(ood_path))
+            ood = encode(read_text(ood_path))
             self.regions["ood"] = (ood, 0, ood.numel())
         for name, (_, begin, end) in self.regions.items():
             if end - begin < self.context + 1:
@@ -139,13 +214,6 @@ class TextTask(Task):
                     f"TextTask: the {name} split has {end - begin} bytes, fewer than context + 1 = {self.context + 1}; "
                     "use a longer text or a shorter context."
                 )
-
-    @staticmethod
-    def _read(path: str) -> str:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise FileNotFoundError(f"TextTask: no text file at '{path}'.")
-        return file.read_text(encoding="utf-8", errors="replace")
 
     # -- Task ---------------------------------------------------------------------------------
     def dims(self) -> dict[str, int]:

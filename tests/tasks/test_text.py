@@ -106,3 +106,25 @@ def test_evaluation_batches_whole_windows_and_runs_end_to_end(task: TextTask) ->
     assert whole.keys() == expected.keys()
     for k in expected:
         assert whole[k] == pytest.approx(expected[k], rel=1e-5), k
+
+
+def test_builtin_texts_by_name() -> None:
+    from tasks.text import BUILTIN_TEXTS
+
+    task = TextTask(context=8, ood_path="builtin:python-source", test_size=4, val_size=4)
+    assert "def " in decode(task.regions["ood"][0][:5000])
+    assert set(BUILTIN_TEXTS) == {"pydoc", "python-license", "python-source"}
+    with pytest.raises(ValueError, match="Unknown builtin text 'nope'. Valid choices: pydoc, python-license"):
+        TextTask(ood_path="builtin:nope")
+
+
+def test_hugging_face_loader_on_a_local_file(tmp_path) -> None:
+    pytest.importorskip("datasets")
+    file = tmp_path / "corpus.txt"
+    file.write_text("first line of text\nsecond line\n" * 20)
+    task = TextTask(context=8, hf_dataset="text", hf_data_files=str(file), test_size=4, val_size=4)
+    assert decode(task.stream) == "\n".join(["first line of text", "second line"] * 20)
+    with pytest.raises(ValueError, match="has no column 'body'. Valid columns: text"):
+        TextTask(context=8, hf_dataset="text", hf_data_files=str(file), hf_field="body")
+    with pytest.raises(ValueError, match="either path or hf_dataset"):
+        TextTask(path=str(file), hf_dataset="text")
