@@ -92,7 +92,7 @@ def python_license() -> str:
 
 def python_source() -> str:
     """The source of a few pure-Python standard modules: code with docstrings (about 250 KB)."""
-    import argparse  # noqa: E401  (read, not used)
+    import argparse
     import difflib
     import inspect
     import textwrap
