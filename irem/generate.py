@@ -226,7 +226,7 @@ def _generate(cfg: DictConfig) -> None:
     out = Path(HydraConfig.get().runtime.output_dir) / "generation.json"
     out.write_text(json.dumps(record, indent=2))
     print(
-        f"{cfg.length} bytes in {seconds:.1f}s ({budget} steps a byte, answer={cfg.answer}) -> {out}",
+        f"{cfg.length} bytes in {seconds:.1f}s (budget={budget} a byte, answer={cfg.answer}) -> {out}",
         file=sys.stderr,
     )
 
