@@ -1,8 +1,8 @@
 """Generating text from a prompt with a trained byte-level model: `generate()` and `irem-generate`.
 
-    irem-generate run_dir=outputs/text-energy prompt="The " length=200
-    irem-generate run_dir=outputs/text-energy prompt="The " length=200 budget=8 answer=best   # System 2
-    irem-generate run_dir=outputs/text-energy prompt="The " solver=langevin temperature=0
+    irem-generate run_dir=outputs/text-energy 'prompt="The "' length=200
+    irem-generate run_dir=outputs/text-energy 'prompt="The "' budget=8 answer=best solver=best_of_n   # System 2
+    irem-generate run_dir=outputs/text-energy 'prompt="The "' solver=langevin temperature=0
 
 Generation is autoregressive over bytes: the window is the last `context` bytes of prompt plus
 what has been generated (shorter at the start: both text models accept T <= context), the model
@@ -12,8 +12,9 @@ with the caller's seeded generator, or taken by argmax at temperature 0. The des
 start draws from the same generator, so a seed fixes the whole text.
 
 `irem-generate` loads a run the way `irem-eval` does, takes the same `solver=<name>` override (so
-best-of-N, Langevin noise or adaptive halting run on the trained energy), prints the text and
-writes it with its settings to `<run_dir>/generate/<time>/generation.json`.
+best-of-N starts or Langevin noise run on the trained energy), prints the text and writes it
+with its settings to `<run_dir>/generate/<time>/generation.json`. The prompt is quoted for Hydra
+as above: unquoted, a trailing space is dropped and brackets are override syntax.
 """
 
 # ruff: noqa: E402  (the OpenMP wait policy is set before torch is imported, as in irem/cli.py)
