@@ -40,7 +40,9 @@ class AdaptiveDescent(WrapperSolver):
     `min_steps`: no rule may stop an instance before this many steps. `compact_below`: drop the
     finished instances once the active ones are fewer than this fraction of the current batch
     (1.0: as soon as any stops; below 1 saves re-collating graph batches on every step, at the
-    price of computing on a few finished instances whose updates are discarded meanwhile).
+    price of computing on a few finished instances whose updates are discarded meanwhile; 0 never
+    compacts). A problem whose x cannot pick single instances (text: the positions of a window share
+    one forward pass) is not compacted: its stopped instances stay in the batch, frozen by the mask.
     """
 
     config_name = "adaptive"
@@ -59,8 +61,8 @@ class AdaptiveDescent(WrapperSolver):
             raise ValueError(f"AdaptiveDescent: max_steps must be >= 0, got {max_steps}.")
         if min_steps < 0:
             raise ValueError(f"AdaptiveDescent: min_steps must be >= 0, got {min_steps}.")
-        if not 0 < compact_below <= 1:
-            raise ValueError(f"AdaptiveDescent: compact_below must be in (0, 1], got {compact_below}.")
+        if not 0 <= compact_below <= 1:
+            raise ValueError(f"AdaptiveDescent: compact_below must be in [0, 1], got {compact_below}.")
         bad = [type(r).__name__ for r in rules if not isinstance(r, HaltingRule)]
         if bad:
             raise TypeError(f"AdaptiveDescent: rules must be HaltingRule objects (solvers/halting.py), got {bad}.")
@@ -130,6 +132,7 @@ class AdaptiveDescent(WrapperSolver):
                 reason = torch.where(finite, reason, torch.full_like(reason, _DIVERGED))
                 live = finite
 
+            compact = self.compact_below
             for t in range(1, T + 1):
                 m = idx.numel()
                 if not bool(live.all()):
@@ -137,9 +140,13 @@ class AdaptiveDescent(WrapperSolver):
                     if not bool(live.any()):
                         idx = idx[:0]  # all written: nothing left to finish
                         break
-                    if int(live.sum()) < self.compact_below * m:
-                        keep = live.nonzero().squeeze(1)
-                        idx, rows, cur_x, cur_seg = _select(cur_x, cur_seg, m, keep, idx)
+                    keep = live.nonzero().squeeze(1)
+                    selected = _select(cur_x, cur_seg, m, keep, idx) if keep.numel() < compact * m else None
+                    if selected is None:
+                        if keep.numel() < compact * m:
+                            compact = 0.0  # x picks no single instances (text windows): stopped rows stay, masked
+                    else:
+                        idx, rows, cur_x, cur_seg = selected
                         px = gd.prepare_input(energy, cur_x, False)
                         y, g, best_y = y[rows], g[rows], best_y[rows]
                         e, lr, steps, best_e, best_step, reason = (
@@ -209,19 +216,17 @@ _RUNNING, _DIVERGED = -1, -2
 
 def _select(
     x: Any, segment: Tensor | None, m: int, keep: Tensor, idx: Tensor
-) -> tuple[Tensor, Tensor, Any, Tensor | None]:
-    """Keep instances `keep` (local ids) of the active batch: their ids, answer rows, x, segment."""
+) -> tuple[Tensor, Tensor, Any, Tensor | None] | None:
+    """Keep instances `keep` (local ids) of the active batch: their ids, answer rows, x, segment;
+    None when x cannot pick them (text windows hold many instances; a tensor or a graph batch can)."""
     if segment is not None:
         rows, _ = rows_of(segment, keep, m)
         sub = Problem(x=x, segment=segment, num_instances=m).select(keep)
         return idx[keep], rows, sub.x, sub.segment
     try:
         sub_x = x[keep]
-    except (TypeError, IndexError, KeyError) as err:
-        raise TypeError(
-            "AdaptiveDescent drops finished instances from the batch, which needs an x that can be indexed "
-            f"by instance (a tensor, or a torch-geometric Batch with a segment); got {type(x).__name__}."
-        ) from err
+    except (TypeError, IndexError, KeyError):
+        return None
     return idx[keep], keep, sub_x, None
 
 

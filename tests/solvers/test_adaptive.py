@@ -224,7 +224,7 @@ def test_training_uses_the_wrapped_descent_and_eval_wraps_the_trained_solver() -
         (lambda: StepCollapse(min_step=0), "min_step"),
         (lambda: BudgetCap(-1), "max_steps"),
         (lambda: AdaptiveDescent(max_steps=-1), "max_steps"),
-        (lambda: AdaptiveDescent(compact_below=0), "compact_below"),
+        (lambda: AdaptiveDescent(compact_below=-0.1), "compact_below"),
         (lambda: AdaptiveDescent(rules=["plateau"]), "HaltingRule"),
     ],
 )

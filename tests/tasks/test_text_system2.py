@@ -73,3 +73,24 @@ def test_best_of_n_picks_each_positions_lowest_energy_start(task: TextTask) -> N
     finals = torch.stack([descent.solve(energy, problem.x, s).energy for s in (y0, extra[0], extra[1])])
     torch.testing.assert_close(best.energy, finals.min(0).values, atol=1e-5, rtol=1e-5)
     assert bool((finals.argmin(0) != 0).any()) and bool((finals.argmin(0) == 0).any())  # picks differ by position
+
+
+def test_adaptive_halting_runs_on_text_without_compacting_windows(task: TextTask) -> None:
+    """Positions stop one by one while their window stays in the batch: each stopped position keeps
+    the iterate of its stop, exactly as a fixed descent of that many steps leaves it."""
+    from solvers.adaptive import AdaptiveDescent
+    from solvers.halting import EnergyPlateau
+
+    energy = tiny_energy(task)
+    problem = task.split("val")
+    y0 = task.init_answer(problem, torch.Generator().manual_seed(1))
+    descent = GradientDescent(step_size=2.0, max_steps=6)
+    res = AdaptiveDescent(descent=descent, rules=[EnergyPlateau(tol=0.02, patience=1)], max_steps=6).solve(
+        energy, problem.x, y0
+    )
+    steps = res.steps
+    assert int(steps.min()) < 6 and int(steps.max()) == 6  # some positions stopped early, some ran on
+    for k in sorted(set(steps.tolist())):
+        fixed = descent.solve(energy, problem.x, y0, budget=k).y
+        rows = steps == k
+        torch.testing.assert_close(res.y[rows], fixed[rows], atol=1e-5, rtol=1e-5)
