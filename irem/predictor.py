@@ -29,11 +29,6 @@ class Predictions:
 
 
 class Predictor(nn.Module, abc.ABC):
-    def forward(self, task: Task, problem: Problem, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        """The training loss, as `forward` so DistributedDataParallel can wrap a predictor: DDP
-        synchronises the gradients of whatever its module's forward computed."""
-        return self.training_loss(task, problem, generator)
-
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups; a model whose parts want their own learning rate (an energy
         model's learnable step size) splits them here. Every group's lr is its base lr, which the

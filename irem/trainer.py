@@ -115,6 +115,19 @@ def deferred_interrupt():
             signal.signal(sig, old)
 
 
+class TrainingLoss(torch.nn.Module):
+    """A predictor's training loss as a module's forward, the call DistributedDataParallel wraps
+    (DDP synchronises the gradients of what its module's forward computed); predictors keep their
+    own `forward` for whatever their network computes."""
+
+    def __init__(self, model: Predictor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, task: Task, problem: Any, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.model.training_loss(task, problem, generator)
+
+
 class Trainer:
     def __init__(
         self,
@@ -169,10 +182,10 @@ class Trainer:
         self.optimizer = OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.rank, self.world_size = distributed_world(self.device)
-        self.train_module: torch.nn.Module = self.model
+        self.train_module: torch.nn.Module = TrainingLoss(self.model)
         if self.world_size > 1:
             self.train_module = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                self.train_module, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
             self.progress = self.progress and self.rank == 0
         self.generator = torch.Generator().manual_seed(self.seed + RANK_SEED_STRIDE * self.rank)
