@@ -24,6 +24,20 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def wake_zero_layers(energy: EnergyFunction) -> None:
+    """Give all-zero parameter tensors small random values.
+
+    An energy with zero-initialised output layers (adaLN-Zero and a zero head, energies/vision.py)
+    is constant in y until trained, so the checks below would test its initialisation instead of
+    its function. Energies without such layers are left as built.
+    """
+    g = gen(3)
+    with torch.no_grad():
+        for p in energy.parameters():
+            if not p.any():
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+
+
 @pytest.fixture
 def fitted(energy_name: str, compose_config, config_names) -> tuple[EnergyFunction, Task, Problem, torch.Tensor]:
     """The energy, built with the dims of the first task config it fits, and a small batch."""
@@ -41,6 +55,7 @@ def fitted(energy_name: str, compose_config, config_names) -> tuple[EnergyFuncti
             tried.append(f"{task_name}: {err}")
             continue
         problem = task.generate(5, task.difficulty, gen(1))
+        wake_zero_layers(energy)
         return energy, task, problem, task.init_answer(problem, gen(2))
     pytest.fail(f"energy {energy_name} fits no task config: {tried}")
 
