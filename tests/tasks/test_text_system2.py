@@ -94,3 +94,44 @@ def test_adaptive_halting_runs_on_text_without_compacting_windows(task: TextTask
         fixed = descent.solve(energy, problem.x, y0, budget=k).y
         rows = steps == k
         torch.testing.assert_close(res.y[rows], fixed[rows], atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_ebt_training_with_the_system2_recipe_lowers_the_loss(tmp_path) -> None:
+    """Every piece of the recipe at once (learnable step at its own lr, random step sizes and
+    budgets, detached steps with per-step cross-entropy, Langevin noise, replay; AdamW, warm-up,
+    cosine, clipping), on a repetitive text an EBT can learn in a few dozen iterations."""
+    from irem.trainer import Trainer
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    task = TextTask(context=16, path=str(path), test_size=4, val_size=4)
+    torch.manual_seed(0)
+    energy = TransformerEnergy(**task.dims(), width=32, depth=1, heads=2, max_steps=4)
+    solver = GradientDescent(
+        step_size=100.0,
+        max_steps=2,
+        learnable_step=True,
+        truncate=0,
+        detach_steps=True,
+        random_step_size=True,
+        random_steps=1,
+        noise=0.01,
+    )
+    model = EnergyModel(
+        energy, solver, replay_capacity=16, replay_fraction=0.25, step_supervision=True, step_lr_multiplier=10.0
+    )
+    val = task.split("val")
+
+    def val_ce() -> float:
+        answers = model.predict(task, val, [2], torch.Generator().manual_seed(5)).answers
+        return float(task.loss(val, answers["2"]).mean())
+
+    before = val_ce()
+    trainer = Trainer(
+        task, model, tmp_path / "run", iterations=40, batch_size=8, lr=3e-3, optimizer="adamw",
+        weight_decay=0.01, warmup=5, lr_schedule="cosine", grad_clip=1.0, progress=False,
+    )  # fmt: skip
+    trainer.fit()
+    assert len(model.replay) == 16
+    after = val_ce()
+    assert after < before - 1.0, (before, after)  # measured: 6.12 -> 4.54 nats
