@@ -42,7 +42,6 @@ from tqdm.auto import tqdm
 from irem.build import build_solver, load_run
 from irem.cli import CONFIG_DIR, _precheck, _setup
 from irem.predictor import Predictor
-from irem.problem import Problem
 from irem.task import Task
 from irem.trainer import resolve_device
 
@@ -70,23 +69,13 @@ def check_settings(length: int, temperature: float, answer: str, budget: int | N
 
 
 def check_text_task(task: Task) -> None:
-    if getattr(task, "name", None) != "text":
+    """Generation needs a task that turns a prompt's ids into a problem (tasks/text.py's
+    `prompt_problem`); the core names no task class."""
+    if not callable(getattr(task, "prompt_problem", None)):
         raise ValueError(
             f"irem-generate needs a text task; this run's task is '{task.name}'. "
             "Train one with irem-train task=text energy=transformer (or baseline=transformer)."
         )
-
-
-def window_problem(task: Task, tokens: Tensor) -> Problem:
-    """One window of the last `task.context` ids, one instance per position, no target.
-
-    TextTask.answer_shape reads only `num_instances`, so no placeholder target is needed. The import
-    is local: generation is defined for the text task only, and irem's core imports no task at load.
-    """
-    from tasks.text import TokenWindows
-
-    window = tokens[-task.context :]
-    return Problem(x=TokenWindows(window[None]), target=None, num_instances=window.numel())
 
 
 def next_logits(
@@ -99,7 +88,7 @@ def next_logits(
     and it keeps one code path (`Predictor.predict`) for the EBT and Transformer++ alike.
     """
     device = next(model.parameters()).device
-    problem = window_problem(task, tokens).to(device)
+    problem = task.prompt_problem(tokens).to(device)
     predictions = model.predict(task, problem, [budget], generator)
     key = "best" if answer == "best" else str(budget)
     if key not in predictions.answers:

@@ -288,6 +288,14 @@ class TextTask(Task):
         """The predicted byte ids."""
         return y.argmax(dim=-1)
 
+    def prompt_problem(self, ids: Tensor) -> Problem:
+        """The last `context` ids of a prompt as one window, one instance per position, no target
+        (irem-generate predicts the row of the last position)."""
+        window = torch.as_tensor(ids, dtype=torch.long).flatten()[-self.context :]
+        if window.numel() == 0:
+            raise ValueError("TextTask.prompt_problem: the prompt is empty; give at least one byte.")
+        return Problem(x=TokenWindows(window[None]), target=None, num_instances=window.numel())
+
     # -- replay: whole windows, small ----------------------------------------------------------
     def replay_items(self, problem: Problem, y: Tensor) -> dict[str, Tensor] | None:
         """One replay unit per window: its ids and targets as bytes and its candidate logits in
