@@ -132,6 +132,21 @@ def _train(cfg: DictConfig) -> None:
         _report(rows, out_dir, cfg.name)
 
 
+def apply_solver_settings(solver: torch.nn.Module, settings: dict) -> None:
+    """Change plain settings of a trained solver (System 2 inference: Langevin noise, accept-if-lower,
+    clipping) while it keeps what it learned (a learnable step size); a wrapper passes them to the
+    descent it wraps. Only constructor arguments stored as plain attributes can change."""
+    target = getattr(solver, "descent", None) or solver
+    names = valid_keys({"_target_": f"{type(target).__module__}.{type(target).__qualname__}"}) or []
+    changeable = [n for n in names if n in vars(target) and not isinstance(vars(target)[n], torch.Tensor)]
+    for key, value in settings.items():
+        if key not in changeable:
+            message = unknown_key_message(f"solver_settings.{key}", key, changeable)
+            raise SystemExit(f"{message} (for {type(target).__name__})")
+        old = vars(target)[key]
+        setattr(target, key, value if old is None or value is None else type(old)(value))
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def _evaluate(cfg: DictConfig) -> None:
     _setup(cfg)
@@ -140,6 +155,10 @@ def _evaluate(cfg: DictConfig) -> None:
         if not hasattr(model, "solver"):
             raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
         model.solver = build_solver(cfg.solver).with_base(model.solver)
+    if cfg.solver_settings:
+        if not hasattr(model, "solver"):
+            raise SystemExit(f"solver_settings apply to energy models; {path} holds a {type(model).__name__}.")
+        apply_solver_settings(model.solver, dict(cfg.solver_settings))
     device = resolve_device(cfg.device)
     model.to(device)
     rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, device)

@@ -76,6 +76,8 @@ class EvaluateConfig:
     checkpoint: str | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     solver: Any = None
+    # settings of the trained solver to change at inference, e.g. noise (Langevin), accept_if_lower
+    solver_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None

@@ -140,3 +140,20 @@ def test_eval_split_the_task_lacks_is_refused_before_training(compose_config, tm
     ):
         _fit(cfg, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()  # nothing trained
+
+
+def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -> None:
+    import torch
+
+    from irem.cli import apply_solver_settings
+    from solvers.best_of_n import BestOfN
+    from solvers.gradient_descent import GradientDescent
+
+    trained = GradientDescent(step_size=3.0, learnable_step=True)
+    with torch.no_grad():
+        trained.log_step_size.add_(0.5)  # as if training had moved it
+    apply_solver_settings(BestOfN(descent=trained), {"noise": 0.01, "accept_if_lower": True})
+    assert trained.noise == 0.01 and trained.accept_if_lower is True
+    assert float(trained.step_size) == pytest.approx(3.0 * 2.718281828**0.5)
+    with pytest.raises(SystemExit, match="Unknown key 'solver_settings.nois'. Did you mean 'noise'"):
+        apply_solver_settings(trained, {"nois": 0.1})
