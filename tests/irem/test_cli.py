@@ -154,6 +154,6 @@ def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -
         trained.log_step_size.add_(0.5)  # as if training had moved it
     apply_solver_settings(BestOfN(descent=trained), {"noise": 0.01, "accept_if_lower": True})
     assert trained.noise == 0.01 and trained.accept_if_lower is True
-    assert float(trained.step_size) == pytest.approx(3.0 * 2.718281828**0.5)
+    assert float(trained.step_size.detach()) == pytest.approx(3.0 * 2.718281828**0.5)
     with pytest.raises(SystemExit, match="Unknown key 'solver_settings.nois'. Did you mean 'noise'"):
         apply_solver_settings(trained, {"nois": 0.1})
