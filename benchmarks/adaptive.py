@@ -29,6 +29,10 @@ if there).
 With --graph-run-dir the same comparison runs on a trained graph energy over graphs of several
 sizes (node count as the difficulty) and prints `graph: mse_ratio=... wallclock_ratio=... spearman=...`.
 
+An oracle line says what any halting rule could at best do on the learned energy: the fewest steps
+that keep each instance within 2% (5%, 20%) of its own 80-step MSE, and their rank correlation with
+the condition number.
+
 Last line: mse_ratio=<adaptive/fixed> wallclock_ratio=<adaptive/fixed> spearman=<rho>, for the
 learned inverse energy.
 """
@@ -153,6 +157,26 @@ RULES = {
 }
 
 
+def oracle(task, energy: EnergyFunction, gd: GradientDescent, max_steps: int, problem, y0) -> None:
+    """What any halting rule could at best achieve on this energy: for each instance, the first step
+    whose MSE is within 2% (5%, 20%) of its own `max_steps` MSE, i.e. the fewest steps a rule that knew
+    the answer could stop at while keeping the fixed solver's error, and its rank correlation with
+    difficulty. If this is not positive, no rule reading the energy can be both accurate and
+    difficulty-tracking: the landscape itself does not make harder instances take longer."""
+    with torch.no_grad():
+        res = gd.solve(energy, problem.x, y0, budget=max_steps, snapshots=range(max_steps + 1))
+    mse = torch.stack([task.loss(problem, res.snapshots[t]) for t in range(max_steps + 1)])
+    final = mse[-1]
+    rho_error = float(spearmanr(problem.difficulty.numpy(), final.numpy()).correlation)
+    parts = []
+    for frac in (0.02, 0.05, 0.2):
+        need = (mse <= final * (1 + frac)).float().argmax(0)  # the first step within frac of the final MSE
+        rho = float(spearmanr(problem.difficulty.numpy(), need.numpy()).correlation)
+        parts.append(f"within {frac:.0%}: mean {need.float().mean():.1f} steps, Spearman {rho:.3f}")
+    print(f"[oracle halting on the learned energy] Spearman(difficulty, {max_steps}-step MSE) {rho_error:.3f}")
+    print("    fewest steps keeping each instance's own error: " + "; ".join(parts), flush=True)
+
+
 def compare(
     label: str, task, energy: EnergyFunction, gd: GradientDescent, max_steps: int, rule: str, args, problem, y0
 ) -> tuple[float, float, float]:
@@ -234,6 +258,7 @@ def main() -> None:
         rule: compare("learned IREM energy", task, model.energy, model.solver, 80, rule, args, problem, y0)
         for rule in RULES
     }
+    oracle(task, model.energy, model.solver, 80, problem, y0)
     if args.graph_run_dir is not None:
         graph = graph_study(args)
         print(f"graph: mse_ratio={graph[0]:.4f} wallclock_ratio={graph[1]:.3f} spearman={graph[2]:.3f}")
