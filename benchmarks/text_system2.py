@@ -85,7 +85,7 @@ def energy_rows(label: str, info: dict, model: EnergyModel, task, split: str, ar
     accept = copy.deepcopy(solver)
     accept.accept_if_lower = True
     ce: dict[str, list[torch.Tensor]] = {}
-    first, last, final_e, final_ce, adaptive_steps = [], [], [], [], []
+    first, final_e, final_ce, adaptive_steps = [], [], [], []
     problem = split_problem(task, split, args)
     g = eval_generator(args.seed, split)
     t0 = time.perf_counter()
@@ -99,7 +99,6 @@ def energy_rows(label: str, info: dict, model: EnergyModel, task, split: str, ar
                 ce.setdefault(f"{b} steps", []).append(task.loss(part, res.snapshots[b]))
             history = res.energy_history  # [steps + 1, n]: the energy of every iterate
             first.append(history[0])
-            last.append(history[trained])
             final_e.append(history[trained])
             final_ce.append(task.loss(part, res.snapshots[trained]))
             for n in args.best_of:
@@ -122,7 +121,7 @@ def energy_rows(label: str, info: dict, model: EnergyModel, task, split: str, ar
         "energy_loss_pearson": float(pearsonr(e.numpy(), loss.numpy()).statistic),
         "energy_loss_spearman": float(spearmanr(e.numpy(), loss.numpy()).statistic),
         "energy_first": float(torch.cat(first).mean()),
-        "energy_last": float(torch.cat(last).mean()),
+        "energy_last": float(e.mean()),
     }
     diagnostics["energy_gap"] = diagnostics["energy_first"] - diagnostics["energy_last"]
     if adaptive_steps:

@@ -140,12 +140,13 @@ class AdaptiveDescent(WrapperSolver):
                     if not bool(live.any()):
                         idx = idx[:0]  # all written: nothing left to finish
                         break
-                    keep = live.nonzero().squeeze(1)
-                    selected = _select(cur_x, cur_seg, m, keep, idx) if keep.numel() < compact * m else None
-                    if selected is None:
-                        if keep.numel() < compact * m:
+                    selected = None
+                    if int(live.sum()) < compact * m:
+                        keep = live.nonzero().squeeze(1)
+                        selected = _select(cur_x, cur_seg, m, keep, idx)
+                        if selected is None:
                             compact = 0.0  # x picks no single instances (text windows): stopped rows stay, masked
-                    else:
+                    if selected is not None:
                         idx, rows, cur_x, cur_seg = selected
                         px = gd.prepare_input(energy, cur_x, False)
                         y, g, best_y = y[rows], g[rows], best_y[rows]

@@ -7,7 +7,9 @@ For training, the EBT paper's System 2 recipe: each training solve may draw a pe
 size uniformly in [a/2, 2a] and a number of steps in [K, K + random_steps], so the energy learns a
 landscape that many step sizes and budgets descend well (inference then runs more steps than
 training), and `detach_steps` cuts the graph between steps so each step learns to improve on
-wherever the previous one left it. A step-size schedule anneals the landscape walk: large steps early to cross between basins, small
+wherever the previous one left it.
+
+A step-size schedule anneals the landscape walk: large steps early to cross between basins, small
 ones late to settle into one (optionally with the Langevin noise cooled by the same factor).
 An instance whose energy or gradient is not finite is frozen at its last finite iterate and
 marked diverged; the rest of the batch carries on untouched.
@@ -42,10 +44,11 @@ class GradientDescent(Solver):
     its own gradient only: its starting point is detached, so no gradient flows from one step into
     the previous one. Training solves only (`differentiable`, no budget given): `random_step_size`
     multiplies each instance's step by a factor drawn uniformly in [1/2, 2], and `random_steps`
-    adds a number of steps drawn uniformly in [0, random_steps] to `max_steps`. `schedule` multiplies the step of step t of a budget T by
-    a factor that falls from 1 at t=1 to `final_fraction` at t=T (`SCHEDULES`); the schedule is
-    stretched over whatever budget a solve gets, so a short and a long evaluation budget both end
-    on small steps. `noise_decay` cools the Langevin noise by the same factor. Hence, with a
+    adds a number of steps drawn uniformly in [0, random_steps] to `max_steps`.
+
+    `schedule` multiplies the step of step t of a budget T by a factor that falls from 1 at t=1 to
+    `final_fraction` at t=T (`SCHEDULES`); the schedule is stretched over whatever budget a solve
+    gets, so a short and a long evaluation budget both end on small steps. `noise_decay` cools the Langevin noise by the same factor. Hence, with a
     schedule, the snapshot after b steps of a longer solve is a point on that longer annealed path,
     not the answer of a b-step solve (which would have annealed sooner).
     """
