@@ -7,6 +7,8 @@ whole batches. Answers are flattened to size*size values.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -15,15 +17,37 @@ from irem.task import Task, per_instance_level
 
 
 class MatrixTask(Task):
-    """Shared plumbing: flat x of `x_per_matrix` matrices, flat y of one matrix."""
+    """Shared plumbing: flat x of `x_per_matrix` matrices, flat y of one matrix.
+
+    `train_range` = [lo, hi] trains on a mixture: each instance of a training batch draws its
+    difficulty log-uniformly in [lo, hi] instead of the fixed `difficulty` (the splits keep theirs).
+    Adaptive-compute studies need a model trained across the difficulties it is tested on.
+    """
 
     x_matrices: int = 1
 
-    def __init__(self, size: int = 20, **split_args) -> None:
+    def __init__(
+        self, size: int = 20, train_range: list[float] | tuple[float, float] | None = None, **split_args
+    ) -> None:
         if size < 1:
             raise ValueError(f"{type(self).__name__}: size must be >= 1, got {size}.")
         self.size = int(size)
+        if train_range is not None:
+            lo, hi = (float(v) for v in train_range) if len(train_range) == 2 else (0.0, -1.0)
+            if not 0 < lo <= hi:
+                raise ValueError(
+                    f"{type(self).__name__}: train_range must be [lo, hi] with 0 < lo <= hi, got {list(train_range)}."
+                )
+            train_range = (lo, hi)
+        self.train_range = train_range
         super().__init__(**split_args)
+
+    def training_difficulty(self, n: int, generator: torch.Generator) -> float | Tensor:
+        if self.train_range is None:
+            return self.difficulty
+        lo, hi = self.train_range
+        u = torch.rand(n, generator=generator)
+        return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
 
     def dims(self) -> dict[str, int]:
         return {"x_dim": self.x_matrices * self.size**2, "y_dim": self.size**2}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -157,3 +159,21 @@ def test_lowrank_check_judges_observed_entries() -> None:
     assert task.check(p, p.target).all()
     assert task.check(p, p.target + 0.5 * (1 - mask)).all()  # unobserved entries are free
     assert not task.check(p, p.target + 0.5 * mask).any()
+
+
+def test_train_range_draws_each_instance_log_uniformly_and_keeps_the_splits() -> None:
+    task = Inverse(size=4, train_range=[0.05, 1.0], test_size=8, val_size=8)
+    p = task.sample(4000, torch.Generator().manual_seed(0))
+    c = p.info["shift"]
+    assert float(c.min()) >= 0.05 and float(c.max()) <= 1.0
+    # log-uniform: the log of the shift is uniform, so its median sits at the geometric mean
+    assert float(c.median()) == pytest.approx((0.05 * 1.0) ** 0.5, rel=0.1)
+    assert float(torch.log(c).std()) == pytest.approx(math.log(20) / math.sqrt(12), rel=0.05)
+    ref = Inverse(size=4, test_size=8, val_size=8)
+    torch.testing.assert_close(task.split("test").x, ref.split("test").x)
+
+
+def test_train_range_must_be_an_ordered_positive_pair() -> None:
+    for bad in ([0.0, 1.0], [1.0, 0.5], [0.1]):
+        with pytest.raises(ValueError, match=r"Inverse: train_range must be \[lo, hi\] with 0 < lo <= hi"):
+            Inverse(size=4, train_range=bad)
