@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.objectives import irem_loss
+from irem.objectives import input_stationarity_loss, irem_loss
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.replay import ReplayBuffer
@@ -23,7 +23,11 @@ from irem.task import Task
 
 
 class EnergyModel(Predictor):
-    """Trains `energy` through `solver`; answers by descent and verifies by lowest energy."""
+    """Trains `energy` through `solver`; answers by descent and verifies by lowest energy.
+
+    `input_stationarity` > 0 adds that weight times `objectives.input_stationarity_loss` at the
+    solver's step size, for energies that joint composition will also descend in their inputs.
+    """
 
     def __init__(
         self,
@@ -33,18 +37,22 @@ class EnergyModel(Predictor):
         replay_fraction: float = 0.5,
         step_supervision: bool = False,
         step_lr_multiplier: float = 1.0,
+        input_stationarity: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0 <= replay_fraction < 1:
             raise ValueError(f"EnergyModel: replay_fraction must be in [0, 1), got {replay_fraction}.")
         if step_lr_multiplier <= 0:
             raise ValueError(f"EnergyModel: step_lr_multiplier must be positive, got {step_lr_multiplier}.")
+        if input_stationarity < 0:
+            raise ValueError(f"EnergyModel: input_stationarity must be >= 0, got {input_stationarity}.")
         self.energy = energy
         self.solver = solver
         self.replay = ReplayBuffer(replay_capacity)
         self.replay_fraction = float(replay_fraction)
         self.step_supervision = bool(step_supervision)
         self.step_lr_multiplier = float(step_lr_multiplier)
+        self.input_stationarity = float(input_stationarity)
         self._warned_no_replay = False
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -97,10 +105,16 @@ class EnergyModel(Predictor):
     def training_loss(
         self, task: Task, problem: Problem, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
+        fresh = problem
         problem, y0 = self._with_replay(task, problem, generator)
         loss, result = irem_loss(task, self.energy, self.solver, problem, y0, generator, self.step_supervision)
         self._remember(task, problem, result.y)
         logs = {"diverged": result.summary()["diverged"]}
+        if self.input_stationarity > 0:  # at the fresh batch's true answers
+            step = getattr(self.solver, "step_size", 1.0)
+            moved = input_stationarity_loss(self.energy, fresh, step.detach() if isinstance(step, Tensor) else step)
+            loss = loss + self.input_stationarity * moved
+            logs["input_stationarity"] = float(moved.detach())
         step_size = getattr(self.solver, "step_size", None)
         if isinstance(step_size, Tensor):
             logs["step_size"] = float(step_size.detach().mean())

@@ -4,6 +4,12 @@
 solver's truncation) and take the task loss of the final iterate, or of every iterate with
 `step_supervision`. Diverged instances are left out of the loss so one bad instance cannot
 poison a batch's gradient.
+
+`input_stationarity_loss` is an optional extra for energies meant to be composed
+(irem/composition.py): IREM's objective shapes the energy in y only, so at a true pair (x, y*) the
+energy may still slope steeply in x. A joint descent, which also moves x when x is an inner answer,
+then walks away from the truth even when started on it. The term asks the true pair to be
+stationary in x too.
 """
 
 from __future__ import annotations
@@ -44,3 +50,22 @@ def irem_loss(
     per_instance = torch.where(ok, per_instance, torch.zeros_like(per_instance))
     loss = per_instance.sum() / ok.sum().clamp_min(1)
     return loss, result
+
+
+def input_stationarity_loss(energy: EnergyFunction, problem: Problem, step_size: float | Tensor) -> Tensor:
+    """Mean squared move, step_size * dE/dx, that one descent step would make on the input at (x, y*).
+
+    In the units of the task's MSE: how far a joint descent would push a correct inner answer
+    on its first step. Zero means the true pair is a stationary point in x as well as in y.
+    Needs a dense x (one row per instance) and the target; graph and text inputs are refused by name.
+    """
+    x, target = problem.x, problem.target
+    if not isinstance(x, Tensor) or target is None or x.dim() < 2 or x.shape[0] != problem.num_instances:
+        raise ValueError(
+            "input_stationarity needs problems whose x is a tensor with one row per instance and a target "
+            f"(matrix tasks); got x of type {type(x).__name__}."
+        )
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy.energy(x, target).sum(), x, create_graph=True)
+    return ((step_size * grad) ** 2).mean()
