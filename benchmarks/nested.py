@@ -11,7 +11,9 @@ depth) of:
 - joint composition: one descent of the summed energy over every node's answer (GradientDescent at
   the sub-models' trained step size) for depth x node-budget steps, with the outer energies'
   gradient flowing into their inputs (input_grad 1), the same with accept-if-lower steps (so the
-  energy really falls), and without the gradient into inputs (input_grad 0);
+  energy really falls), at --small-step times the trained step (each answer sits in two energies,
+  so the summed landscape is steeper than either), and without the gradient into inputs
+  (input_grad 0);
 - the composed feed-forward baseline (the trained feed-forward sub-models applied in sequence);
 - the end-to-end feed-forward baseline;
 - a diagnostic: the last node alone, its sub-energy given the exact inner answers.
@@ -197,6 +199,7 @@ def measure_depth(
     variants = (
         ("joint", 1.0, GradientDescent(step_size=step_size)),
         ("joint_accept", 1.0, GradientDescent(step_size=step_size, accept_if_lower=True)),
+        ("joint_small_step", 1.0, GradientDescent(step_size=step_size * args.small_step)),
         ("joint_no_input_grad", 0.0, GradientDescent(step_size=step_size)),
     )
     for label, input_grad, solver in variants:
@@ -233,7 +236,9 @@ def fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.2e}"
 
 
-def print_tables(name: str, rows: list[dict[str, Any]], e2e_info: dict[str, Any], node_budget: int) -> None:
+def print_tables(
+    name: str, rows: list[dict[str, Any]], e2e_info: dict[str, Any], node_budget: int, small_step: float
+) -> None:
     depths = [r["depth"] for r in rows]
     head = f"{'':44}" + "".join(f"{'depth ' + str(d):>10}" for d in depths)
     print(f"\n## {name}: relative MSE (MSE / MSE of predicting zero; 1 = no better than zero)")
@@ -242,6 +247,7 @@ def print_tables(name: str, rows: list[dict[str, Any]], e2e_info: dict[str, Any]
         "sequential": f"sequential composition ({node_budget} steps/node)",
         "joint": f"joint composition ({node_budget} x depth steps)",
         "joint_accept": "joint, accept-if-lower (energy never rises)",
+        "joint_small_step": f"joint, {small_step:g} x the trained step",
         "joint_no_input_grad": "joint, no gradient into inner answers",
         "composed_feedforward": "composed feed-forward sub-models",
         "end_to_end_feedforward": "end-to-end feed-forward (trained depth 1-2)",
@@ -258,7 +264,13 @@ def print_tables(name: str, rows: list[dict[str, Any]], e2e_info: dict[str, Any]
         f"\n## {name}: ms per descent step, steps to converge (fewest steps within 5% of the solve's lowest error) "
         "and that lowest relative MSE; mean composed energy at the exact answers and where each joint solve ended"
     )
-    solves = (("sequential", "seq"), ("joint", "joint"), ("joint_accept", "accept"), ("joint_no_input_grad", "no-grad"))
+    solves = (
+        ("sequential", "seq"),
+        ("joint", "joint"),
+        ("joint_accept", "accept"),
+        ("joint_small_step", "small"),
+        ("joint_no_input_grad", "no-grad"),
+    )
     print(
         f"{'depth':>5} | "
         + " | ".join(f"{short + ' ms':>10} {'steps':>5} {'best':>8}" for _, short in solves)
@@ -286,8 +298,11 @@ def main() -> None:
     parser.add_argument("--e2e-iterations", type=int, default=4000)
     parser.add_argument("--graph-e2e-iterations", type=int, default=1500)
     parser.add_argument("--sub-iterations", type=int, default=1000, help="for a sub-model that has to be trained here")
+    parser.add_argument("--small-step", type=float, default=0.2, help="joint at this fraction of the trained step")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if not 0 < args.small_step <= 1:
+        raise SystemExit(f"--small-step must be in (0, 1], got {args.small_step}")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
@@ -312,7 +327,7 @@ def main() -> None:
             print(f"{name} depth {depth}: {time.perf_counter() - t0:.1f}s", flush=True)
         info = {"iterations": iterations, "train_seconds": train_seconds, "instances": n}
         results[name] = {"end_to_end": info, "depths": rows}
-        print_tables(name, rows, info, args.node_budget)
+        print_tables(name, rows, info, args.node_budget, args.small_step)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "nested.json").write_text(json.dumps(results, indent=1, default=str))
@@ -324,6 +339,7 @@ def main() -> None:
                     ("sequential", "seq"),
                     ("joint", "joint"),
                     ("joint_accept", "accept"),
+                    ("joint_small_step", "small"),
                     ("composed_feedforward", "ffcomp"),
                     ("end_to_end_feedforward", "e2e"),
                 ):

@@ -44,6 +44,7 @@ class ModelConfig:
     replay_fraction: float = 0.5
     step_supervision: bool = False
     step_lr_multiplier: float = 1.0  # the learnable step size's lr, relative to the energy's
+    input_stationarity: float = 0.0  # weight of the input-stationarity term (energies for joint composition)
 
 
 @dataclass
