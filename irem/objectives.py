@@ -56,16 +56,25 @@ def input_stationarity_loss(energy: EnergyFunction, problem: Problem, step_size:
     """Mean squared move, step_size * dE/dx, that one descent step would make on the input at (x, y*).
 
     In the units of the task's MSE: how far a joint descent would push a correct inner answer
-    on its first step. Zero means the true pair is a stationary point in x as well as in y.
-    Needs a dense x (one row per instance) and the target; graph and text inputs are refused by name.
+    on its first step. Zero means the true pair is a stationary point in x as well as in y. The
+    input is x itself for dense problems (one row per instance) and the edge values (`edge_attr`)
+    for graph batches, which is where composition feeds inner answers; anything else is refused.
     """
     x, target = problem.x, problem.target
-    if not isinstance(x, Tensor) or target is None or x.dim() < 2 or x.shape[0] != problem.num_instances:
-        raise ValueError(
-            "input_stationarity needs problems whose x is a tensor with one row per instance and a target "
-            f"(matrix tasks); got x of type {type(x).__name__}."
-        )
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(energy.energy(x, target).sum(), x, create_graph=True)
+        if isinstance(x, Tensor) and x.dim() >= 2 and x.shape[0] == problem.num_instances:
+            leaf = x.detach().requires_grad_(True)
+            inputs = leaf
+        elif isinstance(getattr(x, "edge_attr", None), Tensor) and hasattr(x, "clone"):
+            leaf = x.edge_attr.detach().float().requires_grad_(True)
+            inputs = x.clone()
+            inputs.edge_attr = leaf
+        else:
+            inputs = None
+        if inputs is None or target is None:
+            raise ValueError(
+                "input_stationarity needs a target and an x that is a tensor with one row per instance or a "
+                f"graph batch with edge_attr; got x of type {type(x).__name__}."
+            )
+        (grad,) = torch.autograd.grad(energy.energy(inputs, target).sum(), leaf, create_graph=True)
     return ((step_size * grad) ** 2).mean()

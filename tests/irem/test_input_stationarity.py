@@ -79,11 +79,28 @@ def test_training_logs_the_term() -> None:
     assert logs["input_stationarity"] > 0
 
 
-def test_graph_inputs_and_bad_settings_are_refused_by_name() -> None:
-    task = ShortestPath(min_nodes=3, max_nodes=4)
+def test_graph_inputs_are_differentiated_in_their_edge_values() -> None:
+    """A graph's input is its edge_attr: the loss equals the squared edge-value gradient of the energy."""
+    task = ShortestPath(min_nodes=3, max_nodes=5)
     g = torch.Generator().manual_seed(0)
-    p = task.sample(2, g)
-    with pytest.raises(ValueError, match="input_stationarity needs problems whose x is a tensor .* got x of type"):
-        input_stationarity_loss(GNNEnergy(**task.dims(), width=4, depth=1), p, 1.0)
+    p = task.sample(4, g)
+    torch.manual_seed(0)
+    energy = GNNEnergy(**task.dims(), width=8, depth=2)
+    loss = input_stationarity_loss(energy, p, 3.0)
+    loss.backward()  # differentiable in the energy's weights
+    assert energy.edge_map.weight.grad is not None
+    edges = p.x.edge_attr.clone().requires_grad_(True)
+    graph = p.x.clone()
+    graph.edge_attr = edges
+    (expected,) = torch.autograd.grad(energy.energy(graph, p.target).sum(), edges)
+    assert float(loss.detach()) == pytest.approx(float(((3.0 * expected) ** 2).mean()), rel=1e-5)
+
+
+def test_inputs_without_rows_and_bad_settings_are_refused_by_name() -> None:
+    p = Problem(x=[1.0, 2.0], target=torch.zeros(2, 1))
+    with pytest.raises(
+        ValueError, match="input_stationarity needs a target and an x that is a tensor .* got x of type list"
+    ):
+        input_stationarity_loss(MLPEnergy(x_dim=2, y_dim=1, width=4), p, 1.0)
     with pytest.raises(ValueError, match="input_stationarity must be >= 0"):
         EnergyModel(MLPEnergy(x_dim=2, y_dim=1, width=4), GradientDescent(), input_stationarity=-1.0)
