@@ -110,14 +110,14 @@ class EnergyModel(Predictor):
         loss, result = irem_loss(task, self.energy, self.solver, problem, y0, generator, self.step_supervision)
         self._remember(task, problem, result.y)
         logs = {"diverged": result.summary()["diverged"]}
-        if self.input_stationarity > 0:  # at the fresh batch's true answers
-            step = getattr(self.solver, "step_size", 1.0)
-            moved = input_stationarity_loss(self.energy, fresh, step.detach() if isinstance(step, Tensor) else step)
-            loss = loss + self.input_stationarity * moved
-            logs["input_stationarity"] = float(moved.detach())
         step_size = getattr(self.solver, "step_size", None)
         if isinstance(step_size, Tensor):
-            logs["step_size"] = float(step_size.detach().mean())
+            step_size = step_size.detach()
+            logs["step_size"] = float(step_size.mean())
+        if self.input_stationarity > 0:  # at the fresh batch's true answers
+            moved = input_stationarity_loss(self.energy, fresh, 1.0 if step_size is None else step_size)
+            loss = loss + self.input_stationarity * moved
+            logs["input_stationarity"] = float(moved.detach())
         return loss, logs
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:

@@ -33,12 +33,12 @@ class MatrixTask(Task):
             raise ValueError(f"{type(self).__name__}: size must be >= 1, got {size}.")
         self.size = int(size)
         if train_range is not None:
-            lo, hi = (float(v) for v in train_range) if len(train_range) == 2 else (0.0, -1.0)
-            if not 0 < lo <= hi:
+            bounds = [float(v) for v in train_range]
+            if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1]:
                 raise ValueError(
-                    f"{type(self).__name__}: train_range must be [lo, hi] with 0 < lo <= hi, got {list(train_range)}."
+                    f"{type(self).__name__}: train_range must be [lo, hi] with 0 < lo <= hi, got {bounds}."
                 )
-            train_range = (lo, hi)
+            train_range = (bounds[0], bounds[1])
         self.train_range = train_range
         super().__init__(**split_args)
 
