@@ -14,6 +14,8 @@ stationary in x too.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -65,9 +67,9 @@ def input_stationarity_loss(energy: EnergyFunction, problem: Problem, step_size:
         if isinstance(x, Tensor) and x.dim() >= 2 and x.shape[0] == problem.num_instances:
             leaf = x.detach().requires_grad_(True)
             inputs = leaf
-        elif isinstance(getattr(x, "edge_attr", None), Tensor) and hasattr(x, "clone"):
+        elif isinstance(getattr(x, "edge_attr", None), Tensor):
             leaf = x.edge_attr.detach().float().requires_grad_(True)
-            inputs = x.clone()
+            inputs = copy.copy(x)  # shares the structure tensors, as tasks/nested.with_edge_attr does
             inputs.edge_attr = leaf
         else:
             inputs = None

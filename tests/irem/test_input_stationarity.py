@@ -86,7 +86,9 @@ def test_graph_inputs_are_differentiated_in_their_edge_values() -> None:
     p = task.sample(4, g)
     torch.manual_seed(0)
     energy = GNNEnergy(**task.dims(), width=8, depth=2)
+    before = p.x.edge_attr.clone()
     loss = input_stationarity_loss(energy, p, 3.0)
+    assert torch.equal(p.x.edge_attr, before) and not p.x.edge_attr.requires_grad  # the batch is not touched
     loss.backward()  # differentiable in the energy's weights
     assert energy.edge_map.weight.grad is not None
     edges = p.x.edge_attr.clone().requires_grad_(True)
