@@ -118,6 +118,7 @@ class AdaptiveDescent(WrapperSolver):
             idx = torch.arange(n, device=device)  # original ids of the instances still in the batch
             cur_x, cur_seg = x, segment
             lr = torch.ones(n, device=device, dtype=y.dtype)
+            velocity = torch.zeros_like(y) if getattr(gd, "momentum", 0.0) else None
             steps = torch.zeros(n, dtype=torch.long, device=device)
             best_e = e.clone()
             best_y = y.clone()
@@ -150,13 +151,14 @@ class AdaptiveDescent(WrapperSolver):
                         idx, rows, cur_x, cur_seg = selected
                         px = gd.prepare_input(energy, cur_x, False)
                         y, g, best_y = y[rows], g[rows], best_y[rows]
+                        velocity = None if velocity is None else velocity[rows]
                         e, lr, steps, best_e, best_step, reason = (
                             v[keep] for v in (e, lr, steps, best_e, best_step, reason)
                         )
                         states = [{k: v[keep] for k, v in s.items()} for s in states]
                         live = torch.ones(keep.numel(), dtype=torch.bool, device=device)
                         m = keep.numel()
-                proposal = gd.propose(y, g, lr, cur_seg, m, generator, t=t, budget=T)
+                proposal = gd.propose(y, g, lr, cur_seg, m, generator, t=t, budget=T, velocity=velocity)
                 e_new, g_new = gd.energy_and_grad(energy, px, proposal, t, need_grad=t < T, create_graph=False)
                 finite, _ = gd.finite_instances(e_new, g_new, cur_seg, m)
                 if accept_if_lower:
@@ -166,6 +168,8 @@ class AdaptiveDescent(WrapperSolver):
                     accept = live & finite
                     diverged = live & ~finite
                     reason = torch.where(diverged, torch.full_like(reason, _DIVERGED), reason)
+                if velocity is not None:
+                    velocity = gd.next_velocity(proposal, y, accept, False, cur_seg)
                 rows_accept = per_row(accept, y, cur_seg)
                 y = torch.where(rows_accept, proposal, y)
                 if g_new is not None:

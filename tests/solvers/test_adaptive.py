@@ -53,6 +53,19 @@ def test_without_rules_it_is_gradient_descent() -> None:
         assert torch.equal(out.snapshots[b], ref.snapshots[b])
 
 
+@pytest.mark.parametrize("accept_if_lower", [False, True])
+def test_with_momentum_each_instance_matches_its_own_descent(accept_if_lower: bool) -> None:
+    """Velocities are per instance and follow their instances when the batch shrinks."""
+    x, y0 = quadratic_problem()
+    energy = Quadratic(3)
+    gd = GradientDescent(step_size=1.5, max_steps=200, momentum=0.6, accept_if_lower=accept_if_lower)
+    out = AdaptiveDescent(gd, rules=[GradNorm(1e-6)], max_steps=200).solve(energy, x, y0)
+    assert len(set(out.steps.tolist())) > 3  # instances stopped at different steps
+    for i, k in enumerate(out.steps.tolist()):
+        alone = gd.solve(energy, x[i : i + 1], y0[i : i + 1], budget=k)
+        torch.testing.assert_close(out.y[i], alone.y[0], rtol=0, atol=1e-12)
+
+
 def test_plateau_stops_flat_instances_first_and_each_matches_its_own_descent() -> None:
     x, y0 = quadratic_problem()
     energy = Quadratic(3)

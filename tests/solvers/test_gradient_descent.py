@@ -185,6 +185,59 @@ def test_step_matches_formula() -> None:
     torch.testing.assert_close(r.step_size, torch.full((4,), 0.25, dtype=DT))
 
 
+def test_momentum_step_matches_the_heavy_ball_formula() -> None:
+    x, y0 = quadratic_problem()
+    energy = Quadratic(3)
+    r = GradientDescent(step_size=0.25, max_steps=3, momentum=0.5).solve(energy, x, y0, record_trajectory=True)
+    b, w = x[:, 0], x[:, 1]
+    ys = [y0, y0 - 0.25 * w * (y0 - b)]  # the first step has no velocity yet
+    for _ in range(2):
+        ys.append(ys[-1] - 0.25 * w * (ys[-1] - b) + 0.5 * (ys[-1] - ys[-2]))
+    for t in range(4):
+        torch.testing.assert_close(r.trajectory[t], ys[t])
+
+
+def test_momentum_converges_in_fewer_steps_on_an_ill_conditioned_quadratic() -> None:
+    """Curvatures 0.01..1 with step 1: plain descent needs ~ln(1e6)/0.01 steps, heavy ball with the
+    textbook momentum ((1 - sqrt(0.01)) / (1 + sqrt(0.01)))^2 about ten times fewer."""
+    n, dim = 1, 20
+    b = torch.randn(n, dim, generator=gen(4), dtype=DT)
+    w = torch.logspace(-2, 0, dim, dtype=DT).unsqueeze(0)
+    x, y0 = torch.stack([b, w], 1), torch.zeros(n, dim, dtype=DT)
+    energy = Quadratic(dim)
+    beta, step = ((1 - 0.1) / (1 + 0.1)) ** 2, 4 / (1 + 0.1) ** 2  # Polyak's choice for curvatures in [0.01, 1]
+
+    def steps_to(solver: GradientDescent) -> int:
+        r = solver.solve(energy, x, y0, record_trajectory=True)
+        err = torch.stack([(y - b).norm() for y in r.trajectory])
+        return int((err < 1e-6 * err[0]).float().argmax())
+
+    plain = steps_to(GradientDescent(step_size=1.0, max_steps=2000))
+    heavy = steps_to(GradientDescent(step_size=step, max_steps=2000, momentum=beta))
+    assert 0 < heavy < plain / 5, (heavy, plain)
+
+
+def test_momentum_restarts_after_a_rejected_step() -> None:
+    """With accept-if-lower, a rejected proposal zeroes the velocity: the next proposal is a plain
+    (shrunk) gradient step from the kept iterate, and the energy never rises."""
+    x, y0 = quadratic_problem(w_range=(1.5, 2.0))
+    energy = Quadratic(3)
+    r = GradientDescent(step_size=0.6, max_steps=30, momentum=0.9, accept_if_lower=True).solve(
+        energy, x, y0, record_history=True, record_trajectory=True
+    )
+    hist, b, w = r.energy_history, x[:, 0], x[:, 1]
+    assert (hist.diff(dim=0) <= 0).all()
+    rejected = hist.diff(dim=0) == 0  # [step, instance]: proposal t + 1 was rejected
+    assert rejected.any(dim=0).all()  # momentum 0.9 overshoots on every instance at some step
+    for i in range(x.shape[0]):
+        t = int(rejected[:, i].float().argmax())  # the first rejection, at step t + 1
+        y = r.trajectory[t + 1][i]
+        assert torch.equal(y, r.trajectory[t][i])
+        if not rejected[t + 1, i]:  # the next step is accepted: a plain step at half the step size
+            torch.testing.assert_close(r.trajectory[t + 2][i], y - 0.3 * w[i] * (y - b[i]))
+    torch.testing.assert_close(r.y, b, atol=1e-4, rtol=0)
+
+
 def test_best_step_is_not_off_by_one() -> None:
     solver = GradientDescent(step_size=1.05, max_steps=30)
     x = torch.stack([torch.zeros(2, 2, dtype=DT), torch.tensor([[1.0, 2.0]] * 2, dtype=DT)], 1)
@@ -431,6 +484,8 @@ def test_learnable_step_receives_gradient() -> None:
         ({"truncate": -1}, "truncate"),
         ({"max_steps": -1}, "max_steps"),
         ({"shrink": 0.0}, "shrink"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"momentum": -0.1}, "momentum"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, word) -> None:
