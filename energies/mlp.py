@@ -14,7 +14,7 @@ rounding (the sum over inputs is split in two).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +63,10 @@ class PreparedInput:
     owner: int
     weight_version: int
     bias_version: int
+
+    def select_instances(self, keep: Tensor) -> PreparedInput:
+        """The prepared input of instances `keep` (what `prepare(x[keep])` gives, without the matmul)."""
+        return replace(self, x=self.x[keep], hidden=self.hidden[keep])
 
 
 class MLPEnergy(EnergyFunction):

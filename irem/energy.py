@@ -25,7 +25,9 @@ class EnergyFunction(nn.Module, abc.ABC):
 
         The solver calls it once per solve; an energy that embeds its input (MLPEnergy's x half
         of the first layer, GNNEnergy's edge embedding) saves that work at every step. The
-        default hands x back unchanged.
+        default hands x back unchanged. A prepared input may offer `select_instances(keep)`, the same input
+        for the instances `keep` only, so an adaptive solver whose batch shrinks indexes it
+        instead of preparing again.
         """
         return x
 

@@ -149,7 +149,8 @@ class AdaptiveDescent(WrapperSolver):
                             compact = 0.0  # x picks no single instances (text windows): stopped rows stay, masked
                     if selected is not None:
                         idx, rows, cur_x, cur_seg = selected
-                        px = gd.prepare_input(energy, cur_x, False)
+                        select = getattr(px, "select_instances", None)  # see EnergyFunction.prepare
+                        px = select(keep) if callable(select) else gd.prepare_input(energy, cur_x, False)
                         y, g, best_y = y[rows], g[rows], best_y[rows]
                         velocity = None if velocity is None else velocity[rows]
                         e, lr, steps, best_e, best_step, reason = (

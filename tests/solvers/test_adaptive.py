@@ -15,6 +15,7 @@ from test_gradient_descent import DT, Quadratic, gen
 from torch import Tensor
 
 from energies.gnn import GNNEnergy
+from energies.mlp import MLPEnergy
 from irem.problem import Status
 from solvers.adaptive import AdaptiveDescent
 from solvers.gradient_descent import GradientDescent
@@ -61,6 +62,25 @@ def test_with_momentum_each_instance_matches_its_own_descent(accept_if_lower: bo
     gd = GradientDescent(step_size=1.5, max_steps=200, momentum=0.6, accept_if_lower=accept_if_lower)
     out = AdaptiveDescent(gd, rules=[GradNorm(1e-6)], max_steps=200).solve(energy, x, y0)
     assert len(set(out.steps.tolist())) > 3  # instances stopped at different steps
+    for i, k in enumerate(out.steps.tolist()):
+        alone = gd.solve(energy, x[i : i + 1], y0[i : i + 1], budget=k)
+        torch.testing.assert_close(out.y[i], alone.y[0], rtol=0, atol=1e-12)
+
+
+def test_a_prepared_input_is_indexed_when_the_batch_shrinks_not_prepared_again() -> None:
+    """MLPEnergy's prepared x half follows its instances (PreparedInput.select_instances), so the
+    solve prepares once and every instance still matches its own descent."""
+    torch.manual_seed(0)
+    energy = MLPEnergy(x_dim=5, y_dim=3, width=16, depth=2).double()
+    calls: list[int] = []
+    prepare = energy.prepare
+    energy.prepare = lambda x: calls.append(x.shape[0]) or prepare(x)  # type: ignore[method-assign]
+    x = torch.randn(8, 5, generator=gen(2), dtype=DT)
+    y0 = torch.randn(8, 3, generator=gen(3), dtype=DT)
+    gd = GradientDescent(step_size=0.05, max_steps=60)
+    stop_at = torch.tensor([3, 9, 9, 20, 41, 5, 60, 12])
+    out = AdaptiveDescent(gd, rules=[StopAt(stop_at)], max_steps=60).solve(energy, x, y0)
+    assert out.steps.tolist() == stop_at.tolist() and calls == [8]
     for i, k in enumerate(out.steps.tolist()):
         alone = gd.solve(energy, x[i : i + 1], y0[i : i + 1], budget=k)
         torch.testing.assert_close(out.y[i], alone.y[0], rtol=0, atol=1e-12)
