@@ -335,9 +335,12 @@ def test_non_positive_problem_size_raises(task_name: str, compose_config) -> Non
 
 
 def fitting_energy(task: Task, compose_config, config_names):
-    """The first energy config (alphabetical) that fits the task, sized by its dims."""
+    """The first energy config that fits the task, sized by its dims: the general energies (mlp for
+    dense data, gnn for graphs) first, then the others alphabetically (matrix_product, which also
+    fits square-matrix tasks, would otherwise come before mlp)."""
     tried = []
-    for name in config_names("energy"):
+    general = ["mlp", "gnn"]
+    for name in general + [n for n in config_names("energy") if n not in general]:
         cfg = compose_config("train", (f"energy={name}",)).energy
         keys = valid_keys(cfg)
         dims = {k: v for k, v in task.dims().items() if keys is None or k in keys}
