@@ -1,13 +1,20 @@
 """Adaptive halting against a fixed 80-step descent on mixed-difficulty matrix inverse.
 
-The test set draws the diagonal shift c log-uniformly in [--c-min, --c-max] (default 0.05..1),
-so condition numbers spread over a factor of ~30 (printed). Both solvers descend the same trained
-IREM energy from the same starts:
+The test set draws the diagonal shift c log-uniformly in [--c-min, --c-max] (default 1..50:
+condition numbers ~2..56, a factor of ~30, printed; three quarters of the instances below 20, a
+workload where most problems are easy and a few are hard). Both solvers descend the same trained energy from the same starts, with
+the same descent: the model's own GradientDescent (its trained step size), with the inference
+settings --momentum and --accept-if-lower applied to both (and to the graph energy's descent):
 
-  fixed     the model's own GradientDescent for 80 steps;
-  adaptive  solvers/adaptive.py around that descent: each instance stops when its energy has
-            changed by less than --tol times its first step's change on --patience consecutive
-            steps (EnergyPlateau), and stopped instances leave the batch.
+  fixed     that descent for 80 steps;
+  adaptive  solvers/adaptive.py around it: each instance stops when its gradient norm has fallen
+            under --grad-tol times its value after step 1 (GradNorm, relative; --rule grad_norm,
+            the default) or when its energy has changed by less than --tol times its first step's
+            change on --patience consecutive steps (EnergyPlateau, --rule plateau); stopped
+            instances leave the batch.
+
+The defaults (momentum 0.6, accept-if-lower, grad-tol 5e-3) were chosen on a draw with --seed 1;
+the benchmark reports --seed 0, which was not looked at while choosing them.
 
 Reported: MSE of each (adaptive/fixed ratio), wall-clock of each (median of --repeats
 interleaved runs, ratio), and the Spearman rank correlation between an instance's condition
@@ -19,12 +26,13 @@ plain descent on it needs a number of steps that grows with cond(A), so it shows
 does on a landscape whose curvature carries the difficulty. It is a reference, not a learned model.
 
 The trained model comes from --run-dir (an irem-train run directory); without one the script
-trains `experiment=irem_inverse` for --train-iterations into runs/adaptive-inverse (reused
-if there).
+trains `experiment=irem_inverse_adaptive` (the matrix-product energy on c in [0.5, 20]) for
+--train-iterations into runs/adaptive-inverse (reused if there).
 
-    python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy
-    python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy --graph-run-dir runs/graph/shortest_path-energy
-    python benchmarks/adaptive.py                      # trains first (~15 min on 2 cores at 1000 its)
+    python benchmarks/adaptive.py                      # trains first (~25 min on one core)
+    python benchmarks/adaptive.py --run-dir runs/adaptive-inverse
+    python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy --momentum 0 --no-accept-if-lower --rule plateau
+    python benchmarks/adaptive.py --run-dir runs/adaptive-inverse --graph-run-dir runs/graph/shortest_path-energy
 
 With --graph-run-dir the same comparison runs on a trained graph energy over graphs of several
 sizes (node count as the difficulty) and prints `graph: mse_ratio=... wallclock_ratio=... spearman=...`.
@@ -34,7 +42,7 @@ that keep each instance within 2% (5%, 20%) of its own 80-step MSE, and their ra
 the condition number.
 
 Last line: mse_ratio=<adaptive/fixed> wallclock_ratio=<adaptive/fixed> spearman=<rho>, for the
-learned inverse energy.
+learned inverse energy and --rule.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from irem import build  # noqa: E402
+from irem.cli import apply_solver_settings  # noqa: E402
 from irem.energy import EnergyFunction  # noqa: E402
 from irem.evaluation import eval_generator  # noqa: E402
 from irem.solver import Solver  # noqa: E402
@@ -80,15 +89,18 @@ class InverseQuadratic(EnergyFunction):
         return 0.5 * (yy * (a @ yy)).sum((1, 2)) - yy.diagonal(dim1=1, dim2=2).sum(1)
 
 
-def load_run(run_dir: Path):
+def load_run(run_dir: Path, args: argparse.Namespace):
+    """A trained run, its solver given the benchmark's inference settings (for the fixed and the
+    adaptive solver alike)."""
     _, _, task, model = build.load_run(run_dir)
     model.eval()
+    apply_solver_settings(model.solver, {"momentum": args.momentum, "accept_if_lower": args.accept_if_lower})
     return task, model
 
 
 def graph_study(args: argparse.Namespace) -> tuple[float, float, float]:
     """The same comparison on a trained graph energy, graph size (node count) as the difficulty."""
-    task, model = load_run(args.graph_run_dir)
+    task, model = load_run(args.graph_run_dir, args)
     if not hasattr(task, "family"):  # graph tasks draw from a graph family
         raise SystemExit(f"{args.graph_run_dir} holds a model for task '{task.name}', not a graph task.")
     g = eval_generator(args.seed, "benchmarks/adaptive")  # never the trainer's stream
@@ -109,7 +121,7 @@ def trained_model(args: argparse.Namespace):
         if not (run_dir / "eval.json").exists():
             cmd = [
                 str(Path(sys.executable).with_name("irem-train")),
-                "experiment=irem_inverse",
+                "experiment=irem_inverse_adaptive",
                 f"trainer.iterations={args.train_iterations}",
                 f"threads={args.threads}",
                 "name=adaptive-inverse",
@@ -117,7 +129,7 @@ def trained_model(args: argparse.Namespace):
             ]
             print("training:", " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
-    task, model = load_run(run_dir)
+    task, model = load_run(run_dir, args)
     if task.name != "inverse":
         raise SystemExit(f"{run_dir} holds a model for task '{task.name}'; this benchmark needs 'inverse'.")
     return task, model, run_dir
@@ -206,13 +218,17 @@ def compare(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--train-iterations", type=int, default=1000)
+    parser.add_argument("--train-iterations", type=int, default=2000)
     parser.add_argument("--n", type=int, default=1000, help="test instances")
-    parser.add_argument("--c-min", type=float, default=0.05)
-    parser.add_argument("--c-max", type=float, default=1.0)
-    parser.add_argument("--rule", choices=tuple(RULES), default="plateau", help="the rule the last line reports")
+    parser.add_argument("--c-min", type=float, default=1.0)
+    parser.add_argument("--c-max", type=float, default=50.0)
+    parser.add_argument("--momentum", type=float, default=0.6, help="heavy-ball momentum of both solvers")
+    parser.add_argument(
+        "--accept-if-lower", action=argparse.BooleanOptionalAction, default=True, help="for both solvers"
+    )
+    parser.add_argument("--rule", choices=tuple(RULES), default="grad_norm", help="the rule the last line reports")
     parser.add_argument("--tol", type=float, default=1e-3, help="plateau: energy change / first step's change")
-    parser.add_argument("--grad-tol", type=float, default=1e-2, help="grad_norm: norm / norm after step 1")
+    parser.add_argument("--grad-tol", type=float, default=5e-3, help="grad_norm: norm / norm after step 1")
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -222,10 +238,10 @@ def main() -> None:
     parser.add_argument("--graph-n", type=int, default=40, help="graphs per size")
     parser.add_argument("--control-steps", type=int, default=3000, help="cap for the exact-quadratic control")
     args = parser.parse_args()
-    if not 0 < args.c_min < args.c_max:
-        raise SystemExit(f"need 0 < --c-min < --c-max, got {args.c_min}, {args.c_max}")
     torch.set_num_threads(args.threads)
 
+    if not 0 < args.c_min < args.c_max:
+        raise SystemExit(f"need 0 < --c-min < --c-max, got {args.c_min}, {args.c_max}")
     task, model, run_dir = trained_model(args)
     g = eval_generator(args.seed, "benchmarks/adaptive")  # never the trainer's stream
     c = torch.exp(torch.empty(args.n).uniform_(math.log(args.c_min), math.log(args.c_max), generator=g))
@@ -236,7 +252,8 @@ def main() -> None:
     print(
         f"model {run_dir}; {args.n} inverse instances, c log-uniform in [{args.c_min}, {args.c_max}]: "
         f"condition number {float(cond.min()):.0f}..{float(cond.max()):.0f} (spread x{spread:.1f}); "
-        f"threads={torch.get_num_threads()}"
+        f"threads={torch.get_num_threads()}; descent: step {float(model.solver.step_size):.3g}, "
+        f"momentum {args.momentum}, accept-if-lower {args.accept_if_lower}"
     )
 
     a = problem.x.reshape(args.n, task.size, task.size).double()
@@ -255,8 +272,7 @@ def main() -> None:
             y0,
         )
     results = {
-        rule: compare("learned IREM energy", task, model.energy, model.solver, 80, rule, args, problem, y0)
-        for rule in RULES
+        rule: compare("learned energy", task, model.energy, model.solver, 80, rule, args, problem, y0) for rule in RULES
     }
     oracle(task, model.energy, model.solver, 80, problem, y0)
     if args.graph_run_dir is not None:
