@@ -97,7 +97,9 @@ def load_run(run_dir: Path, args: argparse.Namespace):
     adaptive solver alike)."""
     _, _, task, model = build.load_run(run_dir)
     model.eval()
-    apply_solver_settings(model.solver, {"momentum": args.momentum, "accept_if_lower": args.accept_if_lower})
+    apply_solver_settings(
+        model.solver, {"momentum": args.momentum, "accept_if_lower": args.accept_if_lower, "restart": args.restart}
+    )
     return task, model
 
 
@@ -229,6 +231,9 @@ def main() -> None:
     parser.add_argument(
         "--accept-if-lower", action=argparse.BooleanOptionalAction, default=True, help="for both solvers"
     )
+    parser.add_argument(
+        "--restart", action=argparse.BooleanOptionalAction, default=False, help="gradient restart of the momentum"
+    )
     parser.add_argument("--rule", choices=tuple(RULES), default="grad_norm", help="the rule the last line reports")
     parser.add_argument("--tol", type=float, default=1e-3, help="plateau: energy change / first step's change")
     parser.add_argument("--grad-tol", type=float, default=5e-3, help="grad_norm: norm / norm after step 1")
@@ -256,7 +261,7 @@ def main() -> None:
         f"model {run_dir}; {args.n} inverse instances, c log-uniform in [{args.c_min}, {args.c_max}]: "
         f"condition number {float(cond.min()):.0f}..{float(cond.max()):.0f} (spread x{spread:.1f}); "
         f"threads={torch.get_num_threads()}; descent: step {float(model.solver.step_size):.3g}, "
-        f"momentum {args.momentum}, accept-if-lower {args.accept_if_lower}"
+        f"momentum {args.momentum}, restart {args.restart}, accept-if-lower {args.accept_if_lower}"
     )
 
     a = problem.x.reshape(args.n, task.size, task.size).double()

@@ -175,6 +175,8 @@ class AdaptiveDescent(WrapperSolver):
                 y = torch.where(rows_accept, proposal, y)
                 if g_new is not None:
                     g = torch.where(rows_accept, g_new, g)
+                if velocity is not None and getattr(gd, "restart", False) and g_new is not None:
+                    velocity = gd.restart_velocity(velocity, g, cur_seg, m)
                 e_prev, e = e, torch.where(accept, e_new, e)
                 steps = steps + live.long()
                 better = live & (e < best_e)

@@ -54,12 +54,15 @@ def test_without_rules_it_is_gradient_descent() -> None:
         assert torch.equal(out.snapshots[b], ref.snapshots[b])
 
 
-@pytest.mark.parametrize("accept_if_lower", [False, True])
-def test_with_momentum_each_instance_matches_its_own_descent(accept_if_lower: bool) -> None:
-    """Velocities are per instance and follow their instances when the batch shrinks."""
+@pytest.mark.parametrize(("accept_if_lower", "restart"), [(False, False), (True, False), (True, True)])
+def test_with_momentum_each_instance_matches_its_own_descent(accept_if_lower: bool, restart: bool) -> None:
+    """Velocities are per instance and follow their instances when the batch shrinks (and are
+    restarted per instance)."""
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
-    gd = GradientDescent(step_size=1.5, max_steps=200, momentum=0.6, accept_if_lower=accept_if_lower)
+    gd = GradientDescent(
+        step_size=1.5, max_steps=200, momentum=0.8 if restart else 0.6, accept_if_lower=accept_if_lower, restart=restart
+    )
     out = AdaptiveDescent(gd, rules=[GradNorm(1e-6)], max_steps=200).solve(energy, x, y0)
     assert len(set(out.steps.tolist())) > 3  # instances stopped at different steps
     for i, k in enumerate(out.steps.tolist()):
