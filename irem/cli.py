@@ -184,6 +184,10 @@ def _study(cfg: DictConfig) -> None:
             if "name" in saved:  # tables and plots are titled by the studied run, not the study's defaults
                 with open_dict(cfg):
                     cfg.name = saved.name
+        if cfg.solver_settings:
+            if not hasattr(model, "solver"):
+                raise SystemExit(f"solver_settings apply to energy models; the study has a {type(model).__name__}.")
+            apply_solver_settings(model.solver, dict(cfg.solver_settings))
         device = resolve_device(cfg.device)
         model.to(device)
         run_study(cfg, task, model, out_dir, CONFIG_DIR, device)

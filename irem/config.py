@@ -127,6 +127,9 @@ class StudyConfig:
     energy: Any = MISSING
     train_solver: Any = MISSING
     solver: Any = None
+    # settings of the trained solver for the study (as irem-eval's), e.g. momentum, accept_if_lower:
+    # every solver that wraps the trained one (adaptive, best_of_n) descends with them
+    solver_settings: dict[str, Any] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     solvers: list[str] = field(default_factory=lambda: ["gd", "adaptive"])

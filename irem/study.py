@@ -132,6 +132,16 @@ def build_solvers(model: Predictor, configs: dict[str, DictConfig]) -> dict[str,
     return {name: build_solver(node).with_base(base) for name, node in configs.items()}
 
 
+def descent_settings(descent: Solver) -> dict[str, Any]:
+    """The plain settings of the descent a wrapper runs (the trained one, with any solver_settings),
+    which its own config (descent: null) does not show."""
+    out = {k: v for k, v in vars(descent).items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
+    step = getattr(descent, "step_size", None)
+    if isinstance(step, torch.Tensor) and step.numel() == 1:
+        out["step_size"] = float(step)
+    return {"type": type(descent).__name__, **out}
+
+
 def is_adaptive(solver: Solver) -> bool:
     """A solver with halting rules decides per instance how many steps to take, so it runs once
     at its own max_steps; every other solver is run at each budget of the study."""
@@ -577,6 +587,7 @@ def measure(
                 "adaptive": is_adaptive(sv),
                 "max_steps": int(sv.max_steps),
                 "config": (configs or {}).get(name),
+                **({"descent": descent_settings(sv.descent)} if getattr(sv, "descent", None) is not None else {}),
             }
             for name, sv in solvers.items()
         },

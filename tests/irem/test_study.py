@@ -276,7 +276,13 @@ def runs(tmp_path_factory) -> dict:
             "irem-study", [f"run_dir={graph}", "solvers=[gd]", "budgets=[1,3]", "instances=3", "progress=false"], root
         )
         ignored = start("irem-study", [f"run_dir={graph}", "trainer.iterations=9"], root)
+        settings = [f"run_dir={graph}", "solvers=[adaptive]", "instances=3", "progress=false", "plots=false"]
+        tuned = start(
+            "irem-study", [*settings, "+solver_settings.momentum=0.5", "+solver_settings.accept_if_lower=true"], root
+        )
+        misspelt = start("irem-study", [*settings, "+solver_settings.momentun=0.5"], root)
         out["again"], out["ignored"] = finish(again), finish(ignored)
+        out["tuned"], out["misspelt"] = finish(tuned), finish(misspelt)
     return out
 
 
@@ -311,7 +317,9 @@ def test_study_of_a_trained_run(runs) -> None:
     ok(runs["graph"])
     again = runs["again"]
     ok(again)
-    results = list((runs["graph_dir"] / "study").glob("*/study.json"))
+    results = [
+        p for p in (runs["graph_dir"] / "study").glob("*/study.json") if "gd" in json.loads(p.read_text())["solvers"]
+    ]
     assert len(results) == 1
     record = json.loads(results[0].read_text())
     assert {c["solver"] for c in record["cells"]} == {"gd"}
@@ -319,6 +327,19 @@ def test_study_of_a_trained_run(runs) -> None:
     assert not (results[0].parent / "steps_vs_difficulty.png").exists()  # no adaptive solver, no such plot
     trained = json.loads((runs["graph_dir"] / "study.json").read_text())["title"]
     assert record["title"] == trained == "study-graph_shortest_path-gnn"  # titled by the run it studies
+
+
+def test_solver_settings_reach_the_descent_the_adaptive_solver_wraps(runs) -> None:
+    ok(runs["graph"])
+    ok(runs["tuned"])
+    studies = [json.loads(p.read_text()) for p in (runs["graph_dir"] / "study").glob("*/study.json")]
+    results = [r for r in studies if list(r["solvers"]) == ["adaptive"]]
+    assert len(results) == 1
+    descent = results[0]["solvers"]["adaptive"]["descent"]
+    assert descent["type"] == "GradientDescent" and descent["momentum"] == 0.5 and descent["accept_if_lower"] is True
+    misspelt = runs["misspelt"]
+    assert misspelt.returncode != 0 and "Traceback" not in misspelt.stderr
+    assert "solver_settings.momentun" in misspelt.stderr and "momentum" in misspelt.stderr
 
 
 def test_training_keys_with_a_run_dir_are_refused(runs) -> None:
