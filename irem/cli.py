@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from irem.build import build_model, build_solver, build_task, load_run
 from irem.checkpoint import load
-from irem.config import register_schemas, to_container, unknown_key_message, valid_keys
+from irem.config import constructor_default, register_schemas, to_container, unknown_key_message, valid_keys
 from irem.evaluation import evaluate as run_evaluation
 from irem.evaluation import format_table, write_results
 from irem.predictor import Predictor
@@ -81,8 +81,22 @@ def _same_run(saved: dict, current: dict) -> list[str]:
                 out[key] = v
         return out
 
+    def new_default(key: str) -> bool:
+        """A key the checkpoint predates (an option added to the code since), at its default: the
+        run it describes is the one the checkpoint continues."""
+        parent, _, name = key.rpartition(".")
+        target = b.get(f"{parent}._target_" if parent else "_target_")
+        if key in a or not isinstance(target, str):
+            return False
+        try:
+            return constructor_default(target, name) == b[key]
+        except (ImportError, AttributeError, ValueError, TypeError):
+            return False
+
     a, b = flat(saved), flat(current)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(RESUMABLE))
+    return sorted(
+        k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(RESUMABLE) and not new_default(k)
+    )
 
 
 def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:

@@ -179,6 +179,18 @@ def locate(target: str) -> Any:
         raise ValueError(f"Cannot import _target_ '{target}': {err}") from err
 
 
+def constructor_default(target: str, name: str) -> Any:
+    """The default of parameter `name` of `target` (a `_target_` path), searching the __init__ of
+    its base classes too; `inspect.Parameter.empty` when it has none."""
+    obj = locate(target)
+    functions = [cls.__init__ for cls in obj.__mro__ if "__init__" in vars(cls)] if inspect.isclass(obj) else [obj]
+    for fn in functions:
+        param = inspect.signature(fn).parameters.get(name)
+        if param is not None and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            return param.default
+    return inspect.Parameter.empty
+
+
 def valid_keys(node: DictConfig | dict) -> list[str] | None:
     """Parameter names of a node's `_target_`, or None when it takes **kwargs."""
     target = locate(str(node["_target_"]))

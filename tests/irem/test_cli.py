@@ -157,3 +157,19 @@ def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -
     assert float(trained.step_size.detach()) == pytest.approx(3.0 * 2.718281828**0.5)
     with pytest.raises(SystemExit, match="Unknown key 'solver_settings.nois'. Did you mean 'noise'"):
         apply_solver_settings(trained, {"nois": 0.1})
+
+
+def test_a_checkpoint_that_predates_a_new_option_resumes_when_the_option_is_at_its_default() -> None:
+    """A run trained before GradientDescent had `momentum` saved no such key; resuming it with the
+    option at its default continues the same run, with any other value it is a different run."""
+    from irem.cli import _same_run
+
+    saved = {"solver": {"_target_": "solvers.gradient_descent.GradientDescent", "step_size": 3.0}, "seed": 0}
+
+    def current(**solver) -> dict:
+        return {"solver": {**saved["solver"], **solver}, "seed": 0}
+
+    assert _same_run(saved, current(momentum=0.0, restart=False)) == []
+    assert _same_run(saved, current(momentum=0.6)) == ["solver.momentum"]
+    assert _same_run(saved, current(step_size=2.0, momentum=0.0)) == ["solver.step_size"]
+    assert _same_run(saved, {**current(), "extra": 1}) == ["extra"]  # no constructor to ask: a difference
