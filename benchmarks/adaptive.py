@@ -14,9 +14,10 @@ the graph energy's descent):
             change on --patience consecutive steps (EnergyPlateau, --rule plateau); stopped
             instances leave the batch.
 
-The defaults momentum 0.6 and grad-tol 5e-3 were chosen on a draw with --seed 1, and the README
-reports --seed 0; the earlier choice of energy, accept-if-lower and a first look at momentum had
-used --seed 0 itself, so it is not a fully held-out draw.
+The defaults momentum 0.2 and grad-tol 5e-3 were chosen for the 4000-iteration preset on a draw
+with --seed 1 (the setting meeting all three targets with the widest error margin), and the README
+reports --seed 0, which that choice never saw. The energy, accept-if-lower and the momentum option
+itself were chosen earlier, partly on --seed 0 with the 2000-iteration model.
 
 Reported: MSE of each (adaptive/fixed ratio), wall-clock of each (median of --repeats
 interleaved runs, ratio), and the Spearman rank correlation between an instance's condition
@@ -31,7 +32,7 @@ The trained model comes from --run-dir (an irem-train run directory); without on
 trains `experiment=irem_inverse_adaptive` (the matrix-product energy on c in [0.5, 20]) for
 --train-iterations into runs/adaptive-inverse (reused if there).
 
-    python benchmarks/adaptive.py                      # trains first (~25 min on one core)
+    python benchmarks/adaptive.py                      # trains first (~50 min on one core)
     python benchmarks/adaptive.py --run-dir runs/adaptive-inverse
     python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy --c-min 0.05 --c-max 1 \
         --momentum 0 --no-accept-if-lower --rule plateau --grad-tol 1e-2      # the plain MLP energy
@@ -223,11 +224,11 @@ def compare(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--train-iterations", type=int, default=2000)
+    parser.add_argument("--train-iterations", type=int, default=4000)
     parser.add_argument("--n", type=int, default=1000, help="test instances")
     parser.add_argument("--c-min", type=float, default=1.0)
     parser.add_argument("--c-max", type=float, default=50.0)
-    parser.add_argument("--momentum", type=float, default=0.6, help="heavy-ball momentum of both solvers")
+    parser.add_argument("--momentum", type=float, default=0.2, help="heavy-ball momentum of both solvers")
     parser.add_argument(
         "--accept-if-lower", action=argparse.BooleanOptionalAction, default=True, help="for both solvers"
     )
@@ -260,7 +261,7 @@ def main() -> None:
     print(
         f"model {run_dir}; {args.n} inverse instances, c log-uniform in [{args.c_min}, {args.c_max}]: "
         f"condition number {float(cond.min()):.0f}..{float(cond.max()):.0f} (spread x{spread:.1f}); "
-        f"threads={torch.get_num_threads()}; descent: step {float(model.solver.step_size):.3g}, "
+        f"threads={torch.get_num_threads()}; descent: step {float(model.solver.step_size.detach()):.3g}, "
         f"momentum {args.momentum}, restart {args.restart}, accept-if-lower {args.accept_if_lower}"
     )
 
