@@ -277,10 +277,22 @@ def runs(tmp_path_factory) -> dict:
         )
         ignored = start("irem-study", [f"run_dir={graph}", "trainer.iterations=9"], root)
         settings = [f"run_dir={graph}", "solvers=[adaptive]", "instances=3", "progress=false", "plots=false"]
+        # own output dirs: run_dir/study/<second> would be shared with `again`, started the same second
+        tuned_dir = root / "tuned"
         tuned = start(
-            "irem-study", [*settings, "+solver_settings.momentum=0.5", "+solver_settings.accept_if_lower=true"], root
+            "irem-study",
+            [
+                *settings,
+                "+solver_settings.momentum=0.5",
+                "+solver_settings.accept_if_lower=true",
+                f"hydra.run.dir={tuned_dir}",
+            ],
+            root,
         )
-        misspelt = start("irem-study", [*settings, "+solver_settings.momentun=0.5"], root)
+        misspelt = start(
+            "irem-study", [*settings, "+solver_settings.momentun=0.5", f"hydra.run.dir={root / 'bad'}"], root
+        )
+        out["tuned_dir"] = tuned_dir
         out["again"], out["ignored"] = finish(again), finish(ignored)
         out["tuned"], out["misspelt"] = finish(tuned), finish(misspelt)
     return out
@@ -332,10 +344,9 @@ def test_study_of_a_trained_run(runs) -> None:
 def test_solver_settings_reach_the_descent_the_adaptive_solver_wraps(runs) -> None:
     ok(runs["graph"])
     ok(runs["tuned"])
-    studies = [json.loads(p.read_text()) for p in (runs["graph_dir"] / "study").glob("*/study.json")]
-    results = [r for r in studies if list(r["solvers"]) == ["adaptive"]]
-    assert len(results) == 1
-    descent = results[0]["solvers"]["adaptive"]["descent"]
+    record = json.loads((runs["tuned_dir"] / "study.json").read_text())
+    assert list(record["solvers"]) == ["adaptive"]
+    descent = record["solvers"]["adaptive"]["descent"]
     assert descent["type"] == "GradientDescent" and descent["momentum"] == 0.5 and descent["accept_if_lower"] is True
     misspelt = runs["misspelt"]
     assert misspelt.returncode != 0 and "Traceback" not in misspelt.stderr
