@@ -197,24 +197,26 @@ def test_momentum_step_matches_the_heavy_ball_formula() -> None:
         torch.testing.assert_close(r.trajectory[t], ys[t])
 
 
+def steps_on_ill_conditioned_quadratic(solver: GradientDescent) -> int:
+    """Steps until `solver` is within 1e-6 of the start's distance to the minimiser of one
+    20-dimensional quadratic with curvatures 0.04..1 (it must get there within its budget)."""
+    dim = 20
+    b = torch.randn(1, dim, generator=gen(4), dtype=DT)
+    w = torch.logspace(math.log10(0.04), 0, dim, dtype=DT).unsqueeze(0)
+    x, y0 = torch.stack([b, w], 1), torch.zeros(1, dim, dtype=DT)
+    r = solver.solve(Quadratic(dim), x, y0, record_trajectory=True)
+    err = torch.stack([(y - b).norm() for y in r.trajectory])
+    assert err[-1] < 1e-6 * err[0]  # converged within the budget
+    return int((err < 1e-6 * err[0]).float().argmax())
+
+
 def test_momentum_converges_in_fewer_steps_on_an_ill_conditioned_quadratic() -> None:
     """Curvatures 0.04..1 with step 1: plain descent needs ~ln(1e6)/0.04 steps, heavy ball with
     Polyak's momentum ((1 - 0.2) / (1 + 0.2))^2 and step 4 / (1 + 0.2)^2 about eight times fewer."""
-    n, dim = 1, 20
-    b = torch.randn(n, dim, generator=gen(4), dtype=DT)
-    w = torch.logspace(math.log10(0.04), 0, dim, dtype=DT).unsqueeze(0)
-    x, y0 = torch.stack([b, w], 1), torch.zeros(n, dim, dtype=DT)
-    energy = Quadratic(dim)
     beta, step = ((1 - 0.2) / (1 + 0.2)) ** 2, 4 / (1 + 0.2) ** 2
 
-    def steps_to(solver: GradientDescent) -> int:
-        r = solver.solve(energy, x, y0, record_trajectory=True)
-        err = torch.stack([(y - b).norm() for y in r.trajectory])
-        assert err[-1] < 1e-6 * err[0]  # converged within the budget
-        return int((err < 1e-6 * err[0]).float().argmax())
-
-    plain = steps_to(GradientDescent(step_size=1.0, max_steps=600))
-    heavy = steps_to(GradientDescent(step_size=step, max_steps=600, momentum=beta))
+    plain = steps_on_ill_conditioned_quadratic(GradientDescent(step_size=1.0, max_steps=600))
+    heavy = steps_on_ill_conditioned_quadratic(GradientDescent(step_size=step, max_steps=600, momentum=beta))
     assert 0 < heavy < plain / 5, (heavy, plain)
 
 
@@ -258,21 +260,11 @@ def test_restart_tames_a_momentum_too_large_for_the_landscape() -> None:
     """Curvatures 0.04..1 with step 1 and momentum 0.95: heavy ball rings and needs more steps than
     plain descent (about 520 against 305); restarting on every uphill step stops the ringing and
     beats plain descent (about 200)."""
-    n, dim = 1, 20
-    b = torch.randn(n, dim, generator=gen(4), dtype=DT)
-    w = torch.logspace(math.log10(0.04), 0, dim, dtype=DT).unsqueeze(0)
-    x, y0 = torch.stack([b, w], 1), torch.zeros(n, dim, dtype=DT)
-    energy = Quadratic(dim)
-
-    def steps_to(solver: GradientDescent) -> int:
-        r = solver.solve(energy, x, y0, record_trajectory=True)
-        err = torch.stack([(y - b).norm() for y in r.trajectory])
-        assert err[-1] < 1e-6 * err[0]  # converged within the budget
-        return int((err < 1e-6 * err[0]).float().argmax())
-
-    plain = steps_to(GradientDescent(step_size=1.0, max_steps=600))
-    ringing = steps_to(GradientDescent(step_size=1.0, max_steps=600, momentum=0.95))
-    restarted = steps_to(GradientDescent(step_size=1.0, max_steps=600, momentum=0.95, restart=True))
+    plain = steps_on_ill_conditioned_quadratic(GradientDescent(step_size=1.0, max_steps=600))
+    ringing = steps_on_ill_conditioned_quadratic(GradientDescent(step_size=1.0, max_steps=600, momentum=0.95))
+    restarted = steps_on_ill_conditioned_quadratic(
+        GradientDescent(step_size=1.0, max_steps=600, momentum=0.95, restart=True)
+    )
     assert plain < ringing and restarted < ringing / 2 and restarted < 0.8 * plain, (restarted, ringing, plain)
 
 
