@@ -161,6 +161,15 @@ def apply_solver_settings(solver: torch.nn.Module, settings: dict) -> None:
         setattr(target, key, value if old is None or value is None else type(old)(value))
 
 
+def _set_solver_settings(model: Predictor, settings: DictConfig | dict, source: str) -> None:
+    """`solver_settings` of irem-eval and irem-study, for the model from `source`."""
+    if not settings:
+        return
+    if not hasattr(model, "solver"):
+        raise SystemExit(f"solver_settings apply to energy models; {source} holds a {type(model).__name__}.")
+    apply_solver_settings(model.solver, dict(settings))
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def _evaluate(cfg: DictConfig) -> None:
     _setup(cfg)
@@ -169,10 +178,7 @@ def _evaluate(cfg: DictConfig) -> None:
         if not hasattr(model, "solver"):
             raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
         model.solver = build_solver(cfg.solver).with_base(model.solver)
-    if cfg.solver_settings:
-        if not hasattr(model, "solver"):
-            raise SystemExit(f"solver_settings apply to energy models; {path} holds a {type(model).__name__}.")
-        apply_solver_settings(model.solver, dict(cfg.solver_settings))
+    _set_solver_settings(model, cfg.solver_settings, str(path))
     device = resolve_device(cfg.device)
     model.to(device)
     rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, device)
@@ -198,10 +204,7 @@ def _study(cfg: DictConfig) -> None:
             if "name" in saved:  # tables and plots are titled by the studied run, not the study's defaults
                 with open_dict(cfg):
                     cfg.name = saved.name
-        if cfg.solver_settings:
-            if not hasattr(model, "solver"):
-                raise SystemExit(f"solver_settings apply to energy models; the study has a {type(model).__name__}.")
-            apply_solver_settings(model.solver, dict(cfg.solver_settings))
+        _set_solver_settings(model, cfg.solver_settings, str(cfg.run_dir or "the study's own training"))
         device = resolve_device(cfg.device)
         model.to(device)
         run_study(cfg, task, model, out_dir, CONFIG_DIR, device)

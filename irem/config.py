@@ -179,40 +179,42 @@ def locate(target: str) -> Any:
         raise ValueError(f"Cannot import _target_ '{target}': {err}") from err
 
 
+def _parameters(obj: Any) -> tuple[list[inspect.Parameter], bool]:
+    """The parameters a callable, or a class's constructor, takes by name, and whether it still
+    takes **kwargs. A class whose __init__ passes **kwargs on is followed to its base classes'."""
+    if not inspect.isclass(obj):
+        params = [p for p in inspect.signature(obj).parameters.values() if p.name != "self"]
+        return params, any(p.kind is p.VAR_KEYWORD for p in params)
+    out: list[inspect.Parameter] = []
+    for cls in obj.__mro__:
+        if cls is object or "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        seen = {p.name for p in out}
+        out += [
+            p
+            for p in params
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in seen
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return out, False
+    return out, True
+
+
 def constructor_default(target: str, name: str) -> Any:
-    """The default of parameter `name` of `target` (a `_target_` path), searching the __init__ of
-    its base classes too; `inspect.Parameter.empty` when it has none."""
-    obj = locate(target)
-    functions = [cls.__init__ for cls in obj.__mro__ if "__init__" in vars(cls)] if inspect.isclass(obj) else [obj]
-    for fn in functions:
-        param = inspect.signature(fn).parameters.get(name)
-        if param is not None and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            return param.default
+    """The default of parameter `name` of `target` (a `_target_` path); `inspect.Parameter.empty`
+    when it has none or takes no such parameter."""
+    params, _ = _parameters(locate(target))
+    for p in params:
+        if p.name == name and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            return p.default
     return inspect.Parameter.empty
 
 
 def valid_keys(node: DictConfig | dict) -> list[str] | None:
     """Parameter names of a node's `_target_`, or None when it takes **kwargs."""
-    target = locate(str(node["_target_"]))
-    if not inspect.isclass(target):
-        sig = inspect.signature(target)
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-            return None
-        return [n for n in sig.parameters if n != "self"]
-    # a class whose __init__ passes **kwargs on: follow them to the base classes' parameters
-    names: list[str] = []
-    for cls in target.__mro__:
-        if cls is object or "__init__" not in vars(cls):
-            continue
-        params = inspect.signature(cls.__init__).parameters.values()
-        names += [
-            p.name
-            for p in params
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in names
-        ]
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return names
-    return None
+    params, takes_kwargs = _parameters(locate(str(node["_target_"])))
+    return None if takes_kwargs else [p.name for p in params]
 
 
 def unknown_key_message(path: str, key: str, valid: list[str]) -> str:

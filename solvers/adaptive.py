@@ -103,6 +103,7 @@ class AdaptiveDescent(WrapperSolver):
             raise ValueError(f"AdaptiveDescent: snapshots {wanted} must lie in [0, budget={T}].")
         accept_if_lower = bool(getattr(gd, "accept_if_lower", False))
         shrink = float(getattr(gd, "shrink", 1.0))
+        restart = bool(getattr(gd, "restart", False))
         need_norm = any(isinstance(r, GradNorm) for r in self.rules)
 
         with torch.no_grad():
@@ -175,7 +176,7 @@ class AdaptiveDescent(WrapperSolver):
                 y = torch.where(rows_accept, proposal, y)
                 if g_new is not None:
                     g = torch.where(rows_accept, g_new, g)
-                if velocity is not None and getattr(gd, "restart", False) and g_new is not None:
+                if velocity is not None and restart and g_new is not None:
                     velocity = gd.restart_velocity(velocity, g, cur_seg, m)
                 e_prev, e = e, torch.where(accept, e_new, e)
                 steps = steps + live.long()
