@@ -3,10 +3,10 @@
 configs/baseline/ names them for Hydra (`irem-train baseline=pondernet`).
 """
 
-from baselines.feedforward import FeedForward
-from baselines.gnn import GNNFeedForward, GNNRecurrent
-from baselines.pondernet import PonderNet
-from baselines.recurrent import Recurrent
-from baselines.residual import IterativeResidual
+from irem.baselines.feedforward import FeedForward
+from irem.baselines.gnn import GNNFeedForward, GNNRecurrent
+from irem.baselines.pondernet import PonderNet
+from irem.baselines.recurrent import Recurrent
+from irem.baselines.residual import IterativeResidual
 
 __all__ = ["FeedForward", "GNNFeedForward", "GNNRecurrent", "IterativeResidual", "PonderNet", "Recurrent"]

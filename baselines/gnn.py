@@ -13,12 +13,19 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from irem.baselines.common import (
+    budget_predictions,
+    check_activation,
+    check_budgets,
+    check_sizes,
+    iterates_loss,
+    mean_loss,
+)
+from irem.energies.gnn import AGGRS, check_choice, check_graph
+from irem.energies.mlp import make_activation
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv
 
-from baselines.common import budget_predictions, check_activation, check_budgets, check_sizes, iterates_loss, mean_loss
-from energies.gnn import AGGRS, check_choice, check_graph
-from energies.mlp import make_activation
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

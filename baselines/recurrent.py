@@ -10,9 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
+from irem.baselines.common import (
+    answer_shape,
+    budget_predictions,
+    check_budgets,
+    check_sizes,
+    flat_input,
+    iterates_loss,
+)
 from torch import Tensor, nn
 
-from baselines.common import answer_shape, budget_predictions, check_budgets, check_sizes, flat_input, iterates_loss
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

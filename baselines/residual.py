@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch import Tensor, nn
-
-from baselines.common import (
+from irem.baselines.common import (
     answer_shape,
     budget_predictions,
     check_activation,
@@ -21,7 +19,9 @@ from baselines.common import (
     flat_input,
     iterates_loss,
 )
-from energies.mlp import mlp
+from irem.energies.mlp import mlp
+from torch import Tensor, nn
+
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

@@ -23,10 +23,9 @@ import statistics
 import time
 
 import torch
-
-from energies.gnn import GNNEnergy
-from solvers.gradient_descent import GradientDescent
-from tasks.graph import MSTMembership
+from irem.energies.gnn import GNNEnergy
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.graph import MSTMembership
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """Learned energy landscapes E(x, y)."""
 
-from energies.gnn import GNNEnergy
-from energies.mlp import MLPEnergy
+from irem.energies.gnn import GNNEnergy
+from irem.energies.mlp import MLPEnergy
 
 __all__ = ["GNNEnergy", "MLPEnergy"]

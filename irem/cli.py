@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from irem.build import build_model, build_solver, build_task, load_run
 from irem.checkpoint import load
-from irem.config import constructor_default, register_schemas, to_container, unknown_key_message, valid_keys
+from irem.config import CONFIG_DIR, constructor_default, register_schemas, to_container, unknown_key_message, valid_keys
 from irem.evaluation import evaluate as run_evaluation
 from irem.evaluation import format_table, write_results
 from irem.predictor import Predictor
@@ -39,7 +39,6 @@ from irem.study import run as run_study
 from irem.task import Task
 from irem.trainer import CHECKPOINT, Trainer, resolve_device
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 register_schemas()
 
 # Keys that may change between a run and its resumption without making it a different run.

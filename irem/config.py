@@ -12,10 +12,26 @@ import difflib
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+def _config_dir() -> str:
+    """The Hydra configs: inside the package in an installed wheel (irem/configs), beside it in a
+    checkout (configs/ at the repository's top level)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        f"irem's configs are missing: neither {here / 'configs'} nor {here.parent / 'configs'} exists."
+    )
+
+
+CONFIG_DIR = _config_dir()
 
 
 @dataclass

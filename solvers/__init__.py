@@ -1,5 +1,5 @@
 """Descent solvers over learned energies."""
 
-from solvers.gradient_descent import GradientDescent
+from irem.solvers.gradient_descent import GradientDescent
 
 __all__ = ["GradientDescent"]

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
+from irem.baselines.pondernet import PonderNet, geometric_log_prior, halting_log_distribution, ponder_loss
+from irem.tasks.matrix import Addition
 from omegaconf import DictConfig, OmegaConf
 
-from baselines.pondernet import PonderNet, geometric_log_prior, halting_log_distribution, ponder_loss
 from irem.build import build_model
 from irem.cli import CONFIG_DIR
 from irem.config import valid_keys
 from irem.evaluation import evaluate
 from irem.predictor import Predictor
 from irem.trainer import Trainer
-from tasks.matrix import Addition
 
 
 def _reads_dense_input(name: str) -> bool:

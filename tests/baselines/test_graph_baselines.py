@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from irem.baselines.gnn import GNNFeedForward, GNNRecurrent
+from irem.tasks.graph import EdgeCopy
+from irem.tasks.matrix import Addition
 from omegaconf import OmegaConf
 
-from baselines.gnn import GNNFeedForward, GNNRecurrent
 from irem.build import build_model
 from irem.cli import CONFIG_DIR
 from irem.config import valid_keys
 from irem.evaluation import evaluate
 from irem.predictor import Predictor
 from irem.trainer import Trainer
-from tasks.graph import EdgeCopy
-from tasks.matrix import Addition
 
 
 def _reads_graphs(name: str) -> bool:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 from hydra.utils import instantiate
-
-from energies.gnn import GNNEnergy
-from tasks.graph import ShortestPath
+from irem.energies.gnn import GNNEnergy
+from irem.tasks.graph import ShortestPath
 
 
 def gen(seed: int) -> torch.Generator:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from energies.matrix_product import MatrixProductEnergy
+from irem.energies.matrix_product import MatrixProductEnergy
 
 
 def test_features_are_y_and_both_products_per_input_matrix() -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from baselines.transformer import TransformerPP
-from energies.transformer import TransformerEnergy, ebt_mask
-from tasks.text import TextTask, TokenWindows
+from irem.baselines.transformer import TransformerPP
+from irem.energies.transformer import TransformerEnergy, ebt_mask
+from irem.tasks.text import TextTask, TokenWindows
 
 V, T = 11, 6
 
@@ -113,7 +112,7 @@ def test_tiny_transformer_pp_training_lowers_the_loss(tmp_path) -> None:
 
 
 def test_gradient_descent_runs_on_the_flat_per_position_view() -> None:
-    from solvers.gradient_descent import GradientDescent
+    from irem.solvers.gradient_descent import GradientDescent
 
     task = TextTask(context=8, test_size=2, val_size=2)
     torch.manual_seed(0)

@@ -144,10 +144,10 @@ def test_eval_split_the_task_lacks_is_refused_before_training(compose_config, tm
 
 def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -> None:
     import torch
+    from irem.solvers.best_of_n import BestOfN
+    from irem.solvers.gradient_descent import GradientDescent
 
     from irem.cli import apply_solver_settings
-    from solvers.best_of_n import BestOfN
-    from solvers.gradient_descent import GradientDescent
 
     trained = GradientDescent(step_size=3.0, learnable_step=True)
     with torch.no_grad():
@@ -164,7 +164,7 @@ def test_a_checkpoint_that_predates_a_new_option_resumes_when_the_option_is_at_i
     option at its default continues the same run, with any other value it is a different run."""
     from irem.cli import _same_run
 
-    saved = {"solver": {"_target_": "solvers.gradient_descent.GradientDescent", "step_size": 3.0}, "seed": 0}
+    saved = {"solver": {"_target_": "irem.solvers.gradient_descent.GradientDescent", "step_size": 3.0}, "seed": 0}
 
     def current(**solver) -> dict:
         return {"solver": {**saved["solver"], **solver}, "seed": 0}

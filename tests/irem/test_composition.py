@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from irem.energies.gnn import GNNEnergy
+from irem.energies.mlp import MLPEnergy
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.nested import NestedAddition, NestedShortestPath
 from torch import Tensor
 
-from energies.gnn import GNNEnergy
-from energies.mlp import MLPEnergy
 from irem.build import build_model, build_task
 from irem.checkpoint import save_atomic
 from irem.composition import (
@@ -31,8 +33,6 @@ from irem.composition import (
 from irem.config import to_container
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
-from solvers.gradient_descent import GradientDescent
-from tasks.nested import NestedAddition, NestedShortestPath
 
 
 class Quadratic(EnergyFunction):

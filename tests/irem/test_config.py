@@ -121,7 +121,7 @@ def test_check_node_names_valid_keys_and_suggests(compose_config) -> None:
     assert "Did you mean 'step_size'?" in msg
     for key in ("step_size", "max_steps", "truncate", "accept_if_lower"):
         assert key in msg
-    assert "solvers.gradient_descent.GradientDescent" in msg
+    assert "irem.solvers.gradient_descent.GradientDescent" in msg
 
 
 def assert_typo_reported(group: str, name: str, compose_config) -> None:
@@ -156,8 +156,8 @@ def test_check_node_needs_a_target() -> None:
 
 
 def test_unknown_target_is_reported() -> None:
-    with pytest.raises(ValueError, match="tasks.matrix.Nope"):
-        valid_keys(OmegaConf.create({"_target_": "tasks.matrix.Nope"}))
+    with pytest.raises(ValueError, match="irem.tasks.matrix.Nope"):
+        valid_keys(OmegaConf.create({"_target_": "irem.tasks.matrix.Nope"}))
 
 
 def test_unknown_key_message_without_close_match() -> None:
@@ -195,5 +195,5 @@ def test_run_name_resolver() -> None:
 
 def test_default_config_is_a_short_cpu_inverse_run(compose_config) -> None:
     cfg = compose_config("train", SMALL)
-    assert cfg.task._target_ == "tasks.matrix.Inverse" and cfg.device == "cpu" and cfg.resume is True
+    assert cfg.task._target_ == "irem.tasks.matrix.Inverse" and cfg.device == "cpu" and cfg.resume is True
     assert torch.device(cfg.device).type == "cpu"

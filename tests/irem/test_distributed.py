@@ -24,11 +24,11 @@ SCRIPT = textwrap.dedent(
     """
     import sys, torch
     import torch.distributed as dist
-    from energies.transformer import TransformerEnergy
+    from irem.energies.transformer import TransformerEnergy
     from irem.energy_model import EnergyModel
     from irem.trainer import Trainer
-    from solvers.gradient_descent import GradientDescent
-    from tasks.text import TextTask
+    from irem.solvers.gradient_descent import GradientDescent
+    from irem.tasks.text import TextTask
 
     out, iterations = sys.argv[1], int(sys.argv[2])
     torch.manual_seed(0)  # the same initial weights on both ranks (DDP also broadcasts rank 0's)

@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
+from irem.energies.mlp import MLPEnergy
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.matrix import Inverse
 
-from energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
 from irem.trainer import Trainer, lr_factor
-from solvers.gradient_descent import GradientDescent
-from tasks.matrix import Inverse
 
 
 def test_warmup_rises_linearly_then_cosine_falls_to_the_floor() -> None:

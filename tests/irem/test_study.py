@@ -17,6 +17,11 @@ import pytest
 import torch
 from commands import finish, start
 from hydra import compose, initialize_config_dir
+from irem.solvers.adaptive import AdaptiveDescent
+from irem.solvers.gradient_descent import GradientDescent
+from irem.solvers.halting import EnergyPlateau
+from irem.tasks.graph import ShortestPath
+from irem.tasks.matrix import Inverse
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor
 
@@ -34,11 +39,6 @@ from irem.study import (
     solver_configs,
     write_records,
 )
-from solvers.adaptive import AdaptiveDescent
-from solvers.gradient_descent import GradientDescent
-from solvers.halting import EnergyPlateau
-from tasks.graph import ShortestPath
-from tasks.matrix import Inverse
 
 SIZE, LEVELS, BUDGETS, INSTANCES, MAX_STEPS = 3, (1.0, 0.2), (1, 3, 6), 12, 40
 SETS = ("1", "0.2", "mixed")

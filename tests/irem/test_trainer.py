@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from irem.energies.mlp import MLPEnergy
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.matrix import Inverse
 
-from energies.mlp import MLPEnergy
 from irem.checkpoint import load, save_atomic
 from irem.energy_model import EnergyModel
 from irem.trainer import Trainer
-from solvers.gradient_descent import GradientDescent
-from tasks.matrix import Inverse
 
 
 def tiny_task() -> Inverse:

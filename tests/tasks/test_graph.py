@@ -15,12 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-
-from energies.gnn import GNNEnergy
-from irem.cli import CONFIG_DIR
-from irem.problem import Problem
-from solvers.gradient_descent import GradientDescent
-from tasks.graph import (
+from irem.energies.gnn import GNNEnergy
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.graph import (
     FAMILIES,
     Connectivity,
     EdgeCopy,
@@ -40,7 +37,10 @@ from tasks.graph import (
     shortest_paths_networkx,
     validate_graph,
 )
-from tasks.graph import pair_values as pairs_values
+from irem.tasks.graph import pair_values as pairs_values
+
+from irem.cli import CONFIG_DIR
+from irem.problem import Problem
 
 GRAPH_TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("graph_*.yaml"))
 

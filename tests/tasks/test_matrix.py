@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-
-from tasks.matrix import Addition, Inverse, LowRank
+from irem.tasks.matrix import Addition, Inverse, LowRank
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from tasks.text import VOCAB_SIZE, TextTask, decode, default_corpus, encode
+from irem.tasks.text import VOCAB_SIZE, TextTask, decode, default_corpus, encode
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,8 @@ def test_ood_file_and_clear_errors(tmp_path) -> None:
 
 def test_evaluation_batches_whole_windows_and_runs_end_to_end(task: TextTask) -> None:
     """Evaluation cuts text splits by window (a window holds `context` predicted tokens)."""
-    from baselines.transformer import TransformerPP
+    from irem.baselines.transformer import TransformerPP
+
     from irem.evaluation import evaluate
 
     problem = task.split("val")
@@ -109,7 +109,7 @@ def test_evaluation_batches_whole_windows_and_runs_end_to_end(task: TextTask) ->
 
 
 def test_builtin_texts_by_name() -> None:
-    from tasks.text import BUILTIN_TEXTS
+    from irem.tasks.text import BUILTIN_TEXTS
 
     task = TextTask(context=8, ood_path="builtin:python-source", test_size=4, val_size=4)
     assert "def " in decode(task.regions["ood"][0][:5000])

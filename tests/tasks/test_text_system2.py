@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from irem.energies.transformer import TransformerEnergy
+from irem.solvers.best_of_n import BestOfN
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.text import VOCAB_SIZE, TextTask, TokenWindows
 
-from energies.transformer import TransformerEnergy
 from irem.energy_model import EnergyModel
-from solvers.best_of_n import BestOfN
-from solvers.gradient_descent import GradientDescent
-from tasks.text import VOCAB_SIZE, TextTask, TokenWindows
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_best_of_n_picks_each_positions_lowest_energy_start(task: TextTask) -> N
 def test_adaptive_halting_runs_on_text_without_compacting_windows(task: TextTask) -> None:
     """Positions stop one by one while their window stays in the batch: each stopped position keeps
     the iterate of its stop, exactly as a fixed descent of that many steps leaves it."""
-    from solvers.adaptive import AdaptiveDescent
-    from solvers.halting import EnergyPlateau
+    from irem.solvers.adaptive import AdaptiveDescent
+    from irem.solvers.halting import EnergyPlateau
 
     energy = tiny_energy(task)
     problem = task.split("val")
