@@ -8,6 +8,7 @@ module) and carry every config file (without them irem-train cannot compose a co
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,8 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_wheel(out: Path) -> Path:
+    """Built from a copy of the source, so setuptools' build/ folder never lands in the checkout."""
+    source = out / "source"
+    skip = shutil.ignore_patterns(".git", ".venv*", "build", "outputs", "multirun", "runs", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, source, ignore=skip)
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=240,
