@@ -10,9 +10,9 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-from irem.energies.mlp import make_activation
 from torch import Tensor
 
+from irem.energies.mlp import make_activation
 from irem.predictor import Predictions
 from irem.problem import Problem
 from irem.task import Task

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from irem.baselines.common import check_budgets
-from irem.energies.vision import Backbone, check_images
 from torch import Tensor, nn
 
+from irem.baselines.common import check_budgets
+from irem.energies.vision import Backbone, check_images
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

@@ -13,6 +13,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GINEConv
+
 from irem.baselines.common import (
     budget_predictions,
     check_activation,
@@ -23,9 +26,6 @@ from irem.baselines.common import (
 )
 from irem.energies.gnn import AGGRS, check_choice, check_graph
 from irem.energies.mlp import make_activation
-from torch import Tensor, nn
-from torch_geometric.nn import GINEConv
-
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from irem.baselines.common import answer_shape, check_budgets, check_sizes, flat_input
 from torch import Tensor, nn
 
+from irem.baselines.common import answer_shape, check_budgets, check_sizes, flat_input
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

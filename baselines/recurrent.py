@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
+from torch import Tensor, nn
+
 from irem.baselines.common import (
     answer_shape,
     budget_predictions,
@@ -18,8 +20,6 @@ from irem.baselines.common import (
     flat_input,
     iterates_loss,
 )
-from torch import Tensor, nn
-
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
+from torch import Tensor, nn
+
 from irem.baselines.common import (
     answer_shape,
     budget_predictions,
@@ -20,8 +22,6 @@ from irem.baselines.common import (
     iterates_loss,
 )
 from irem.energies.mlp import mlp
-from torch import Tensor, nn
-
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

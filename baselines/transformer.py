@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from irem.baselines.common import check_budgets
-from irem.energies.transformer import Block, RMSNorm, check_transformer_sizes, rotary_tables, window_tokens
 from torch import Tensor, nn
 
+from irem.baselines.common import check_budgets
+from irem.energies.transformer import Block, RMSNorm, check_transformer_sizes, rotary_tables, window_tokens
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

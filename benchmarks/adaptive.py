@@ -66,9 +66,6 @@ from irem.openmp import configure_wait_policy  # noqa: E402
 configure_wait_policy()
 
 import torch  # noqa: E402
-from irem.solvers.adaptive import AdaptiveDescent  # noqa: E402
-from irem.solvers.gradient_descent import GradientDescent  # noqa: E402
-from irem.solvers.halting import EnergyPlateau, GradNorm  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -77,6 +74,9 @@ from irem.cli import apply_solver_settings  # noqa: E402
 from irem.energy import EnergyFunction  # noqa: E402
 from irem.evaluation import eval_generator  # noqa: E402
 from irem.solver import Solver  # noqa: E402
+from irem.solvers.adaptive import AdaptiveDescent  # noqa: E402
+from irem.solvers.gradient_descent import GradientDescent  # noqa: E402
+from irem.solvers.halting import EnergyPlateau, GradNorm  # noqa: E402
 
 
 class InverseQuadratic(EnergyFunction):

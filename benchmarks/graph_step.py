@@ -23,6 +23,7 @@ import statistics
 import time
 
 import torch
+
 from irem.energies.gnn import GNNEnergy
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.graph import MSTMembership

@@ -42,8 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from irem.solvers.gradient_descent import GradientDescent
-from irem.tasks.nested import NestedAddition, NestedInverse, NestedShortestPath, NestedTask
 from torch import Tensor
 
 from irem.build import RUN_CHECKPOINT
@@ -61,6 +59,8 @@ from irem.composition import (
 )
 from irem.predictor import Predictor
 from irem.problem import Problem
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.nested import NestedAddition, NestedInverse, NestedShortestPath, NestedTask
 
 IREM_TRAIN = str(Path(sys.executable).with_name("irem-train"))
 NODE_BUDGETS = (1, 2, 5, 10, 20, 40)

@@ -106,11 +106,11 @@ if ARGS is not None:
     configure_wait_policy(ARGS.omp_wait_policy)  # read once, when torch loads OpenMP
 
 import torch  # noqa: E402
+
 from irem.energies.mlp import MLPEnergy  # noqa: E402
+from irem.energy_model import EnergyModel  # noqa: E402
 from irem.solvers.gradient_descent import GradientDescent  # noqa: E402
 from irem.tasks.matrix import Inverse  # noqa: E402
-
-from irem.energy_model import EnergyModel  # noqa: E402
 
 MATMUL_SHAPES = {"512x512@512x512": (512, 512, 512), "512x400@400x512": (512, 400, 512), "2048^3": (2048, 2048, 2048)}
 

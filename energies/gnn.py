@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from irem.energies.mlp import make_activation
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv, global_add_pool, global_max_pool, global_mean_pool
 
+from irem.energies.mlp import make_activation
 from irem.energy import EnergyFunction
 
 POOLS = {"max": global_max_pool, "mean": global_mean_pool, "add": global_add_pool, "sum": global_add_pool}

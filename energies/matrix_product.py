@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 
 import torch
-from irem.energies.mlp import MLPEnergy, PreparedInput
 from torch import Tensor
 
+from irem.energies.mlp import MLPEnergy, PreparedInput
 from irem.energy import EnergyFunction
 
 

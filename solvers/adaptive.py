@@ -25,13 +25,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from irem.solvers.halting import GradNorm, HaltingRule, StepInfo
-from irem.solvers.wrapper import WrapperSolver
 from torch import Tensor
 
 from irem.energy import EnergyFunction, describe
 from irem.problem import Problem, SolveResult, Status, per_instance_sum, per_row, rows_of
 from irem.solver import Solver
+from irem.solvers.halting import GradNorm, HaltingRule, StepInfo
+from irem.solvers.wrapper import WrapperSolver
 
 
 class AdaptiveDescent(WrapperSolver):

@@ -24,12 +24,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from irem.solvers.wrapper import WrapperSolver
 from torch import Tensor
 
 from irem.energy import EnergyFunction
 from irem.problem import Problem, SolveResult, Status, rows_of
 from irem.solver import Solver
+from irem.solvers.wrapper import WrapperSolver
 
 INITS = ("uniform", "perturb")
 PICKS = ("best", "final")

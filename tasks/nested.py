@@ -28,6 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+
+from irem.composition import ComposableTask, Node, Plan
+from irem.problem import Problem, per_instance_mean
+from irem.task import per_instance_level
 from irem.tasks.graph import (
     complete_pairs,
     edge_segment,
@@ -39,11 +44,6 @@ from irem.tasks.graph import (
     shortest_paths_networkx,
     symmetric_values,
 )
-from torch import Tensor
-
-from irem.composition import ComposableTask, Node, Plan
-from irem.problem import Problem, per_instance_mean
-from irem.task import per_instance_level
 
 
 class NestedTask(ComposableTask):

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
-from irem.baselines.pondernet import PonderNet, geometric_log_prior, halting_log_distribution, ponder_loss
-from irem.tasks.matrix import Addition
 from omegaconf import DictConfig, OmegaConf
 
+from irem.baselines.pondernet import PonderNet, geometric_log_prior, halting_log_distribution, ponder_loss
 from irem.build import build_model
 from irem.cli import CONFIG_DIR
 from irem.config import valid_keys
 from irem.evaluation import evaluate
 from irem.predictor import Predictor
+from irem.tasks.matrix import Addition
 from irem.trainer import Trainer
 
 

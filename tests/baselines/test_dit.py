@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from irem.baselines.dit import DirectDenoiser, DiTDenoiser, timestep_features
-from irem.tasks.images import ImageDenoising
 from omegaconf import OmegaConf
 
+from irem.baselines.dit import DirectDenoiser, DiTDenoiser, timestep_features
 from irem.cli import CONFIG_DIR
 from irem.problem import Problem
+from irem.tasks.images import ImageDenoising
 
 SMALL = {"channels": 3, "image_size": 16, "patch": 4, "width": 32, "depth": 2, "heads": 2}
 

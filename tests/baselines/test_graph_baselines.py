@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from irem.baselines.gnn import GNNFeedForward, GNNRecurrent
-from irem.tasks.graph import EdgeCopy
-from irem.tasks.matrix import Addition
 from omegaconf import OmegaConf
 
+from irem.baselines.gnn import GNNFeedForward, GNNRecurrent
 from irem.build import build_model
 from irem.cli import CONFIG_DIR
 from irem.config import valid_keys
 from irem.evaluation import evaluate
 from irem.predictor import Predictor
+from irem.tasks.graph import EdgeCopy
+from irem.tasks.matrix import Addition
 from irem.trainer import Trainer
 
 

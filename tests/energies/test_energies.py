@@ -11,13 +11,13 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from irem.energies.mlp import MLPEnergy, make_activation, mlp
-from irem.tasks.matrix import Inverse
 
 from irem.config import valid_keys
+from irem.energies.mlp import MLPEnergy, make_activation, mlp
 from irem.energy import EnergyFunction, check_energy_fits, describe
 from irem.problem import Problem
 from irem.task import Task
+from irem.tasks.matrix import Inverse
 
 
 def gen(seed: int = 0) -> torch.Generator:

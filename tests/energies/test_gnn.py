@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from hydra.utils import instantiate
+
 from irem.energies.gnn import GNNEnergy
 from irem.tasks.graph import ShortestPath
 

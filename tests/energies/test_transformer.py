@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from irem.baselines.transformer import TransformerPP
 from irem.energies.transformer import TransformerEnergy, ebt_mask
 from irem.tasks.text import TextTask, TokenWindows

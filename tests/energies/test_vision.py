@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from irem.energies.vision import Backbone, VisionEnergy, sincos_2d
+from irem.energy_model import EnergyModel
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.images import ImageDenoising
-
-from irem.energy_model import EnergyModel
 
 SMALL = {"channels": 3, "image_size": 16, "patch": 4, "width": 32, "depth": 2, "heads": 2}
 

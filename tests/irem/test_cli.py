@@ -144,10 +144,10 @@ def test_eval_split_the_task_lacks_is_refused_before_training(compose_config, tm
 
 def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -> None:
     import torch
-    from irem.solvers.best_of_n import BestOfN
-    from irem.solvers.gradient_descent import GradientDescent
 
     from irem.cli import apply_solver_settings
+    from irem.solvers.best_of_n import BestOfN
+    from irem.solvers.gradient_descent import GradientDescent
 
     trained = GradientDescent(step_size=3.0, learnable_step=True)
     with torch.no_grad():

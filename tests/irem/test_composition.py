@@ -12,10 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from irem.energies.gnn import GNNEnergy
-from irem.energies.mlp import MLPEnergy
-from irem.solvers.gradient_descent import GradientDescent
-from irem.tasks.nested import NestedAddition, NestedShortestPath
 from torch import Tensor
 
 from irem.build import build_model, build_task
@@ -31,8 +27,12 @@ from irem.composition import (
     solve_sequential,
 )
 from irem.config import to_container
+from irem.energies.gnn import GNNEnergy
+from irem.energies.mlp import MLPEnergy
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.nested import NestedAddition, NestedShortestPath
 
 
 class Quadratic(EnergyFunction):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from irem.energies.mlp import MLPEnergy
-from irem.solvers.gradient_descent import GradientDescent
-from irem.tasks.matrix import Inverse
 
+from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
 from irem.evaluation import eval_generator, evaluate, format_table, write_results
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.matrix import Inverse
 
 SPLITS = ("test", "harder")
 BUDGETS = (1, 3)

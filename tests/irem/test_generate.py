@@ -13,16 +13,16 @@ import json
 import pytest
 import torch
 from commands import finish, start
+
 from irem.baselines.transformer import TransformerPP
+from irem.build import load_run
+from irem.cli import _fit
 from irem.energies.transformer import TransformerEnergy
+from irem.energy_model import EnergyModel
+from irem.generate import generate, generate_ids
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.linear_system import LinearSystem
 from irem.tasks.text import TextTask
-
-from irem.build import load_run
-from irem.cli import _fit
-from irem.energy_model import EnergyModel
-from irem.generate import generate, generate_ids
 
 CONTEXT = 6
 PROMPT = "def f(x):"  # longer than the context, so the window is cut from the start

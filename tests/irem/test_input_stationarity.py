@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from irem.energies.gnn import GNNEnergy
-from irem.energies.mlp import MLPEnergy
-from irem.solvers.gradient_descent import GradientDescent
-from irem.tasks.graph import ShortestPath
-from irem.tasks.matrix import Addition
 from torch import Tensor
 
+from irem.energies.gnn import GNNEnergy
+from irem.energies.mlp import MLPEnergy
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
 from irem.objectives import input_stationarity_loss
 from irem.problem import Problem
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.graph import ShortestPath
+from irem.tasks.matrix import Addition
 
 
 class Tilted(EnergyFunction):

@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
+
 from irem.energies.mlp import MLPEnergy
+from irem.energy_model import EnergyModel
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Inverse
-
-from irem.energy_model import EnergyModel
 from irem.trainer import Trainer, lr_factor
 
 

@@ -17,11 +17,6 @@ import pytest
 import torch
 from commands import finish, start
 from hydra import compose, initialize_config_dir
-from irem.solvers.adaptive import AdaptiveDescent
-from irem.solvers.gradient_descent import GradientDescent
-from irem.solvers.halting import EnergyPlateau
-from irem.tasks.graph import ShortestPath
-from irem.tasks.matrix import Inverse
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor
 
@@ -29,6 +24,9 @@ from irem.cli import CONFIG_DIR
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
 from irem.plots import study_plots
+from irem.solvers.adaptive import AdaptiveDescent
+from irem.solvers.gradient_descent import GradientDescent
+from irem.solvers.halting import EnergyPlateau
 from irem.study import (
     StudyError,
     format_study,
@@ -39,6 +37,8 @@ from irem.study import (
     solver_configs,
     write_records,
 )
+from irem.tasks.graph import ShortestPath
+from irem.tasks.matrix import Inverse
 
 SIZE, LEVELS, BUDGETS, INSTANCES, MAX_STEPS = 3, (1.0, 0.2), (1, 3, 6), 12, 40
 SETS = ("1", "0.2", "mixed")

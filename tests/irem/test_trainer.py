@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from irem.energies.mlp import MLPEnergy
-from irem.solvers.gradient_descent import GradientDescent
-from irem.tasks.matrix import Inverse
 
 from irem.checkpoint import load, save_atomic
+from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
+from irem.solvers.gradient_descent import GradientDescent
+from irem.tasks.matrix import Inverse
 from irem.trainer import Trainer
 
 

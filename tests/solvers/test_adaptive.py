@@ -11,16 +11,16 @@ import math
 
 import pytest
 import torch
+from test_gradient_descent import DT, Quadratic, gen
+from torch import Tensor
+
 from irem.energies.gnn import GNNEnergy
 from irem.energies.mlp import MLPEnergy
+from irem.problem import Status
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.gradient_descent import GradientDescent
 from irem.solvers.halting import BudgetCap, EnergyPlateau, GradNorm, HaltingRule, StepCollapse, StepInfo
 from irem.tasks.graph import ShortestPath
-from test_gradient_descent import DT, Quadratic, gen
-from torch import Tensor
-
-from irem.problem import Status
 
 
 def quadratic_problem(n: int = 6, dim: int = 3) -> tuple[Tensor, Tensor]:

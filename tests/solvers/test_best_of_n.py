@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 import torch
+from test_gradient_descent import DT, Quadratic, gen
+from torch import Tensor
+
 from irem.energies.gnn import GNNEnergy
+from irem.energy import EnergyFunction
+from irem.problem import SolveResult, Status
+from irem.solver import Solver
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.best_of_n import BestOfN
 from irem.solvers.gradient_descent import GradientDescent
 from irem.solvers.halting import EnergyPlateau
 from irem.tasks.graph import ShortestPath
-from test_gradient_descent import DT, Quadratic, gen
-from torch import Tensor
-
-from irem.energy import EnergyFunction
-from irem.problem import SolveResult, Status
-from irem.solver import Solver
 
 
 class DoubleWell(EnergyFunction):

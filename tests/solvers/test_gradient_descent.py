@@ -14,13 +14,13 @@ from itertools import pairwise
 import pytest
 import torch
 from hydra.utils import instantiate
-from irem.energies.mlp import MLPEnergy
-from irem.solvers.gradient_descent import GradientDescent
 from torch import Tensor, nn
 
+from irem.energies.mlp import MLPEnergy
 from irem.energy import EnergyFunction
 from irem.problem import Status, per_instance_sum
 from irem.solver import Solver
+from irem.solvers.gradient_descent import GradientDescent
 
 DT = torch.float64
 

@@ -12,12 +12,12 @@ from itertools import pairwise
 
 import pytest
 import torch
-from irem.solvers.adaptive import AdaptiveDescent
-from irem.solvers.gradient_descent import GradientDescent
 from test_gradient_descent import DT, Quadratic, gen
 from torch import Tensor
 
 from irem.energy import EnergyFunction
+from irem.solvers.adaptive import AdaptiveDescent
+from irem.solvers.gradient_descent import GradientDescent
 
 ANNEALED = ["linear", "cosine", "exponential"]
 

@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+
+from irem.cli import CONFIG_DIR
 from irem.energies.gnn import GNNEnergy
+from irem.problem import Problem
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.graph import (
     FAMILIES,
@@ -38,9 +41,6 @@ from irem.tasks.graph import (
     validate_graph,
 )
 from irem.tasks.graph import pair_values as pairs_values
-
-from irem.cli import CONFIG_DIR
-from irem.problem import Problem
 
 GRAPH_TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("graph_*.yaml"))
 

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from irem.tasks.images import SKIMAGE_PHOTOS, ImageDenoising, psnr, to_uint8
 
 from irem.problem import Problem
+from irem.tasks.images import SKIMAGE_PHOTOS, ImageDenoising, psnr, to_uint8
 
 
 def gen(seed: int) -> torch.Generator:

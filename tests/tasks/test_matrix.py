@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+
 from irem.tasks.matrix import Addition, Inverse, LowRank
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from irem.tasks.nested import NestedAddition, NestedInverse, NestedShortestPath, NestedTask
 from scipy.sparse.csgraph import floyd_warshall
 
 from irem.composition import run_plan
+from irem.tasks.nested import NestedAddition, NestedInverse, NestedShortestPath, NestedTask
 
 DEPTHS = range(1, 7)
 SMALL = {"test_size": 4, "val_size": 4}

@@ -21,8 +21,6 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
-from irem.tasks.matrix import Inverse
-from irem.tasks.text import TextTask
 from omegaconf import OmegaConf
 
 from irem.cli import CONFIG_DIR
@@ -30,6 +28,8 @@ from irem.config import valid_keys
 from irem.energy import check_energy_fits
 from irem.problem import Problem
 from irem.task import SPLITS, Task
+from irem.tasks.matrix import Inverse
+from irem.tasks.text import TextTask
 
 SIZES = {"test_size": 16, "val_size": 8}
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from irem.tasks.text import VOCAB_SIZE, TextTask, decode, default_corpus, encode
 
 
@@ -88,7 +89,6 @@ def test_ood_file_and_clear_errors(tmp_path) -> None:
 def test_evaluation_batches_whole_windows_and_runs_end_to_end(task: TextTask) -> None:
     """Evaluation cuts text splits by window (a window holds `context` predicted tokens)."""
     from irem.baselines.transformer import TransformerPP
-
     from irem.evaluation import evaluate
 
     problem = task.split("val")

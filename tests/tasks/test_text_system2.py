@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from irem.energies.transformer import TransformerEnergy
+from irem.energy_model import EnergyModel
 from irem.solvers.best_of_n import BestOfN
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.text import VOCAB_SIZE, TextTask, TokenWindows
-
-from irem.energy_model import EnergyModel
 
 
 @pytest.fixture(scope="module")
