@@ -21,7 +21,6 @@ padding could not be neutral, also carries a one-hot of its depth. Training draw
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -31,19 +30,11 @@ import torch
 from torch import Tensor
 
 from irem.composition import ComposableTask, Node, Plan
-from irem.problem import Problem, per_instance_mean
+from irem.problem import Problem, per_instance_mean, with_input_values
 from irem.task import per_instance_level
-from irem.tasks.graph import (
-    complete_pairs,
-    edge_segment,
-    graph_counts,
-    make_batch,
-    pair_values,
-    rows_close,
-    shortest_paths_dense,
-    shortest_paths_networkx,
-    symmetric_values,
-)
+from irem.tasks.graph import rows_close
+from irem.tasks.graph_batch import complete_pairs, edge_segment, graph_counts, make_batch, symmetric_values
+from irem.tasks.graph_truth import pair_values, shortest_paths_dense, shortest_paths_networkx
 
 
 class NestedTask(ComposableTask):
@@ -293,20 +284,13 @@ class NestedInverse(NestedMatrixTask):
 def edge_weights(values: list[Tensor], context: Any) -> Any:
     """A node reads one weight per ordered pair: the problem's pair graph with those weights."""
     (w,) = values
-    return with_edge_attr(context, w)
+    return with_input_values(context, w)
 
 
 def union(values: list[Tensor], context: Any) -> Any:
     """The previous stage's distances joined with this stage's roads: the lighter of the two per pair."""
     distances, roads = values
-    return with_edge_attr(context, torch.minimum(distances, roads))
-
-
-def with_edge_attr(batch: Any, edge_attr: Tensor) -> Any:
-    """The same graph batch (shared structure tensors) with other edge features."""
-    out = copy.copy(batch)
-    out.edge_attr = edge_attr.reshape(-1, 1)
-    return out
+    return with_input_values(context, torch.minimum(distances, roads))
 
 
 class NestedShortestPath(NestedTask):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +41,20 @@ VOCAB_SIZE = 256  # bytes
 
 @dataclass(frozen=True)
 class TokenWindows:
-    """The input ids of a batch of windows, [windows, context] int64."""
+    """The input ids of a batch of windows, [windows, context] int64.
+
+    Its instances are the predicted positions, b * context + t for position t of window b
+    (irem.problem.InstanceInput). The positions of a window share one forward pass, so only whole
+    windows can be picked: `can_select` says whether an index list covers whole windows in order,
+    which is what best-of-N (repeating a batch start by start) and the adaptive solver's compaction
+    (once every position of a window has stopped) ask for.
+    """
 
     tokens: Tensor
+
+    @property
+    def num_instances(self) -> int:
+        return int(self.tokens.numel())
 
     def to(self, device: torch.device | str) -> TokenWindows:
         return TokenWindows(self.tokens.to(device))
@@ -52,25 +63,32 @@ class TokenWindows:
     def device(self) -> torch.device:
         return self.tokens.device
 
-    def __getitem__(self, index: Tensor) -> TokenWindows:
-        """The windows of instance ids `index`, which must cover whole windows in order (b * T + 0..T-1).
-
-        Best-of-N repeats a batch start by start, instance ids and all; a window's positions share one
-        forward pass, so picking single positions out of a window is refused rather than guessed.
-        """
+    def _windows(self, index: Tensor) -> Tensor | None:
+        """The window of each run of `context` ids, or None when the ids split a window."""
         index = torch.as_tensor(index, dtype=torch.long).flatten()
         t = self.tokens.shape[1]
-        rows = index.view(-1, t) if index.numel() % t == 0 else None
-        if (
-            rows is None
-            or not torch.equal(rows, rows[:, :1] + torch.arange(t, device=rows.device))
-            or bool((rows[:, 0] % t).any())
-        ):
+        if index.numel() % t:
+            return None
+        rows = index.view(-1, t)
+        if not torch.equal(rows, rows[:, :1] + torch.arange(t, device=rows.device)) or bool((rows[:, 0] % t).any()):
+            return None
+        return rows[:, 0] // t
+
+    def can_select(self, index: Tensor) -> bool:
+        return self._windows(index) is not None
+
+    def select_instances(self, index: Tensor) -> TokenWindows:
+        windows = self._windows(index)
+        if windows is None:
+            t = self.tokens.shape[1]
             raise IndexError(
                 f"TokenWindows picks whole windows of {t} positions (instance ids b * {t} + 0..{t - 1}); "
                 "got ids that split a window."
             )
-        return TokenWindows(self.tokens[rows[:, 0] // t])
+        return TokenWindows(self.tokens[windows.to(self.tokens.device)])
+
+    def cat_instances(self, others: Sequence[TokenWindows]) -> TokenWindows:
+        return TokenWindows(torch.cat([self.tokens, *(o.tokens for o in others)]))
 
 
 def default_corpus() -> str:

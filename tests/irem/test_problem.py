@@ -7,7 +7,17 @@ import math
 import pytest
 import torch
 
-from irem.problem import Problem, SolveResult, Status, per_instance_mean, per_instance_sum, per_row
+from irem.problem import (
+    AnswerConstraint,
+    Box,
+    Problem,
+    SolveResult,
+    Status,
+    instance_count,
+    per_instance_mean,
+    per_instance_sum,
+    per_row,
+)
 
 
 def dense(n: int = 6) -> Problem:
@@ -65,12 +75,89 @@ def test_num_instances_inference() -> None:
         Problem(x=[1, 2, 3])
 
 
-def test_segmented_problems_refuse_select_and_cat() -> None:
+def test_segmented_problems_need_an_input_that_picks_instances() -> None:
     p = Problem(x=torch.zeros(3, 1), segment=torch.tensor([0, 0, 1]))
-    with pytest.raises(NotImplementedError, match="dense"):
+    with pytest.raises(NotImplementedError, match="InstanceInput"):
         p.select(torch.tensor([0]))
-    with pytest.raises(NotImplementedError, match="dense"):
+    with pytest.raises(NotImplementedError, match="InstanceInput"):
         Problem.cat([p, p])
+
+
+class Rows:
+    """A minimal non-tensor input: instance i has `sizes[i]` answer rows (the protocol only)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = list(sizes)
+
+    @property
+    def num_instances(self) -> int:
+        return len(self.sizes)
+
+    def can_select(self, index: torch.Tensor) -> bool:
+        return True
+
+    def select_instances(self, index: torch.Tensor) -> Rows:
+        return Rows([self.sizes[i] for i in index.tolist()])
+
+    def cat_instances(self, others: list[Rows]) -> Rows:
+        return Rows(self.sizes + [s for o in others for s in o.sizes])
+
+    def to(self, device) -> Rows:
+        return self
+
+
+def test_select_and_cat_through_the_input_protocol_regather_rows_and_segment() -> None:
+    """Segmented problems pick instances through x's own protocol; answer rows, per-row info and the
+    constraint follow their instances, and the segment is renumbered. An instance with no answer
+    rows still counts (the input counts instances, not the segment)."""
+    x = Rows([2, 0, 3])
+    segment = torch.tensor([0, 0, 2, 2, 2])
+    target = torch.arange(5.0).unsqueeze(1)
+    mask = torch.tensor([[True], [False], [False], [True], [False]])
+    p = Problem(
+        x=x,
+        target=target,
+        segment=segment,
+        difficulty=torch.tensor([1.0, 2.0, 3.0]),
+        info={"w": torch.arange(5)},
+        constraint=AnswerConstraint(mask=mask, values=target + 10),
+    )
+    assert p.num_instances == 3
+    q = p.select(torch.tensor([2, 1, 0]))
+    assert q.x.sizes == [3, 0, 2] and q.num_instances == 3
+    assert torch.equal(q.target, torch.tensor([[2.0], [3.0], [4.0], [0.0], [1.0]]))
+    assert torch.equal(q.segment, torch.tensor([0, 0, 0, 2, 2]))
+    assert torch.equal(q.info["w"], torch.tensor([2, 3, 4, 0, 1]))
+    assert torch.equal(q.constraint.mask, mask[[2, 3, 4, 0, 1]])
+    both = Problem.cat([p, q])
+    assert both.num_instances == 6 and both.x.sizes == [2, 0, 3, 3, 0, 2]
+    assert torch.equal(both.segment, torch.cat([segment, q.segment + 3]))
+    assert torch.equal(both.constraint.values, torch.cat([p.constraint.values, q.constraint.values]))
+
+
+def test_instance_count_believes_the_input_over_the_segment() -> None:
+    y = torch.zeros(5, 1)
+    assert instance_count(Rows([2, 3, 0]), y, torch.tensor([0, 0, 1, 1, 1])) == 3
+    assert instance_count(torch.zeros(5, 2), y, None) == 5
+    assert instance_count(torch.zeros(5, 2), y, torch.tensor([0, 0, 1, 1, 1])) == 2
+
+
+def test_answer_constraint_fixes_entries_exactly_and_projects_first() -> None:
+    y = torch.tensor([[5.0, -5.0, 0.3], [0.1, 0.2, 9.0]])
+    mask = torch.tensor([[False, True, False], [True, False, False]])
+    values = torch.tensor([[0.0, 7.0, 0.0], [-7.0, 0.0, 0.0]])
+    c = AnswerConstraint(mask=mask, values=values, project=Box(-1.0, 1.0))
+    out = c.apply(y)
+    assert torch.equal(out, torch.tensor([[1.0, 7.0, 0.3], [-7.0, 0.2, 1.0]]))  # fixed values win over the box
+    assert torch.equal(c.free_gradient(torch.ones(2, 3)), (~mask).float())
+    with pytest.raises(ValueError, match="mask and values together"):
+        AnswerConstraint(mask=mask)
+    with pytest.raises(ValueError, match="bool"):
+        AnswerConstraint(mask=mask.float(), values=values)
+    with pytest.raises(ValueError, match="must match"):
+        c.apply(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="low <= high"):
+        Box(1.0, 0.0)
 
 
 def test_to_moves_every_tensor() -> None:
@@ -146,20 +233,3 @@ def test_solve_result_detach() -> None:
     r = result([1, 1]).detach()
     assert not r.y.requires_grad and not r.best_y.requires_grad
     assert not any(t.requires_grad for t in r.trajectory) and not r.snapshots[1].requires_grad
-
-
-def test_select_on_a_graph_batch_regathers_rows_and_segment() -> None:
-    """Segmented problems with a torch-geometric x pick instances, their answer rows and difficulty."""
-    from torch_geometric.data import Batch, Data
-
-    graphs = [Data(x=torch.ones(n, 1), edge_index=torch.tensor([[0], [n - 1]]).repeat(1, n)) for n in (2, 3, 4)]
-    x = Batch.from_data_list(graphs)
-    segment = x.batch[x.edge_index[0]]
-    target = torch.arange(segment.numel(), dtype=torch.float32).unsqueeze(1)
-    p = Problem(x=x, target=target, segment=segment, difficulty=torch.tensor([2.0, 3.0, 4.0]), num_instances=3)
-    q = p.select(torch.tensor([2, 0]))
-    assert q.num_instances == 2 and q.x.num_graphs == 2
-    assert torch.equal(q.target, torch.cat([target[segment == 2], target[segment == 0]]))
-    assert torch.equal(q.segment, torch.tensor([0, 0, 0, 0, 1, 1]))
-    assert torch.equal(q.segment, q.x.batch[q.x.edge_index[0]])
-    assert torch.equal(q.difficulty, torch.tensor([4.0, 2.0]))

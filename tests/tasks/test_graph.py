@@ -20,27 +20,18 @@ from irem.cli import CONFIG_DIR
 from irem.energies.gnn import GNNEnergy
 from irem.problem import Problem
 from irem.solvers.gradient_descent import GradientDescent
-from irem.tasks.graph import (
-    FAMILIES,
-    Connectivity,
-    EdgeCopy,
-    GraphTask,
-    MSTMembership,
-    ShortestPath,
-    binary_metrics,
-    complete_pairs,
+from irem.tasks.graph import Connectivity, EdgeCopy, GraphTask, MSTMembership, ShortestPath, binary_metrics
+from irem.tasks.graph_batch import FAMILIES, GraphBatch, complete_pairs, make_batch, random_graphs, validate_graph
+from irem.tasks.graph_truth import (
     components_scipy,
     connected_networkx,
-    make_batch,
     mst_networkx,
     mst_scipy,
     mst_weight_networkx,
-    random_graphs,
     shortest_paths_dense,
     shortest_paths_networkx,
-    validate_graph,
 )
-from irem.tasks.graph import pair_values as pairs_values
+from irem.tasks.graph_truth import pair_values as pairs_values
 
 GRAPH_TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("graph_*.yaml"))
 
@@ -343,3 +334,21 @@ def test_ground_truth_rejects_bad_graphs(truth: str) -> None:
             run(torch.tensor([2]), ei, torch.tensor([math.nan, 1.0]))
         with pytest.raises(ValueError, match="one per edge"):
             run(torch.tensor([2]), ei, torch.ones(5))
+
+
+def test_select_on_a_graph_batch_regathers_rows_and_segment() -> None:
+    """A GraphBatch picks graphs for Problem.select: their answer rows, difficulty and segment follow."""
+    from torch_geometric.data import Data
+
+    graphs = [Data(x=torch.ones(n, 1), edge_index=torch.tensor([[0], [n - 1]]).repeat(1, n)) for n in (2, 3, 4)]
+    x = GraphBatch.from_data_list(graphs)
+    segment = x.batch[x.edge_index[0]]
+    target = torch.arange(segment.numel(), dtype=torch.float32).unsqueeze(1)
+    p = Problem(x=x, target=target, segment=segment, difficulty=torch.tensor([2.0, 3.0, 4.0]), num_instances=3)
+    q = p.select(torch.tensor([2, 0]))
+    assert q.num_instances == 2 and q.x.num_graphs == 2
+    assert torch.equal(q.target, torch.cat([target[segment == 2], target[segment == 0]]))
+    assert torch.equal(q.segment, torch.tensor([0, 0, 0, 0, 1, 1]))
+    assert torch.equal(q.segment, q.x.batch[q.x.edge_index[0]])
+    assert torch.equal(q.difficulty, torch.tensor([4.0, 2.0]))
+    assert isinstance(q.x, GraphBatch)  # a selection can be selected again

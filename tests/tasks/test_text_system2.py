@@ -8,6 +8,7 @@ import torch
 
 from irem.energies.transformer import TransformerEnergy
 from irem.energy_model import EnergyModel
+from irem.objectives.irem import IREMObjective
 from irem.solvers.best_of_n import BestOfN
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.text import VOCAB_SIZE, TextTask, TokenWindows
@@ -36,7 +37,9 @@ def test_replay_round_trip_keeps_windows_and_stores_small(task: TextTask) -> Non
 
 
 def test_training_replays_windows(task: TextTask) -> None:
-    model = EnergyModel(tiny_energy(task), GradientDescent(step_size=1.0, max_steps=2), replay_capacity=8)
+    model = EnergyModel(
+        tiny_energy(task), GradientDescent(step_size=1.0, max_steps=2), IREMObjective(), replay_capacity=8
+    )
     g = torch.Generator().manual_seed(0)
     first = task.sample(4, g)
     model.training_loss(task, first, g)
@@ -52,11 +55,16 @@ def test_training_replays_windows(task: TextTask) -> None:
 
 def test_token_windows_pick_whole_windows_only() -> None:
     windows = TokenWindows(torch.arange(12).view(3, 4))
-    assert torch.equal(windows[torch.tensor([8, 9, 10, 11, 0, 1, 2, 3])].tokens, windows.tokens[[2, 0]])
+    assert windows.num_instances == 12
+    whole = torch.tensor([8, 9, 10, 11, 0, 1, 2, 3])
+    assert windows.can_select(whole)
+    assert torch.equal(windows.select_instances(whole).tokens, windows.tokens[[2, 0]])
+    for split in (torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1])):
+        assert not windows.can_select(split)
     with pytest.raises(IndexError, match="picks whole windows of 4 positions"):
-        windows[torch.tensor([1, 2, 3, 4])]
-    with pytest.raises(IndexError, match="picks whole windows"):
-        windows[torch.tensor([0, 1])]
+        windows.select_instances(torch.tensor([1, 2, 3, 4]))
+    joined = windows.cat_instances([windows.select_instances(whole)])
+    assert torch.equal(joined.tokens, torch.cat([windows.tokens, windows.tokens[[2, 0]]]))
 
 
 def test_best_of_n_picks_each_positions_lowest_energy_start(task: TextTask) -> None:
@@ -64,7 +72,7 @@ def test_best_of_n_picks_each_positions_lowest_energy_start(task: TextTask) -> N
     problem = task.split("val")
     y0 = task.init_answer(problem, torch.Generator().manual_seed(1))
     descent = GradientDescent(step_size=2.0, max_steps=3)
-    best = BestOfN(descent=descent, starts=3, pick="final").solve(
+    best = BestOfN(descent=descent, starts=3, pick="final", init="uniform").solve(
         energy, problem.x, y0, generator=torch.Generator().manual_seed(2)
     )
     # the same three starts, descended one by one
@@ -118,7 +126,12 @@ def test_tiny_ebt_training_with_the_system2_recipe_lowers_the_loss(tmp_path) -> 
         noise=0.01,
     )
     model = EnergyModel(
-        energy, solver, replay_capacity=16, replay_fraction=0.25, step_supervision=True, step_lr_multiplier=10.0
+        energy,
+        solver,
+        IREMObjective(step_supervision=True),
+        replay_capacity=16,
+        replay_fraction=0.25,
+        step_lr_multiplier=10.0,
     )
     val = task.split("val")
 
