@@ -102,7 +102,7 @@ def energy_rows(label: str, info: dict, model: EnergyModel, task, split: str, ar
             final_e.append(history[trained])
             final_ce.append(task.loss(part, res.snapshots[trained]))
             for n in args.best_of:
-                picked = BestOfN(descent=solver, starts=n, pick="final").solve(
+                picked = BestOfN(descent=solver, starts=n, pick="final", init="uniform").solve(
                     model.energy, part.x, y0, budget=trained, generator=g
                 )
                 ce.setdefault(f"best-of-{n}, {trained} steps", []).append(task.loss(part, picked.y))

@@ -7,7 +7,7 @@ its own landscape (EBT's step embedding) and is ignored by most energies.
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,22 @@ class EnergyFunction(nn.Module, abc.ABC):
 
     def forward(self, x: Any, y: Tensor, step: int = 0) -> Tensor:
         return self.energy(x, y, step)
+
+
+@runtime_checkable
+class SelectablePrepared(Protocol):
+    """A prepared input that can pick its instances without being prepared again (see `prepare`)."""
+
+    def select_instances(self, keep: Tensor) -> Any: ...
+
+
+def select_prepared(energy: EnergyFunction, prepared: Any, x: Any, keep: Tensor) -> Any:
+    """The prepared input of instances `keep`, whose own input is `x`: indexed when the prepared
+    input can pick instances, else prepared again from `x` (without a graph: inference only)."""
+    if isinstance(prepared, SelectablePrepared):
+        return prepared.select_instances(keep)
+    with torch.no_grad():
+        return energy.prepare(x)
 
 
 def describe(module: nn.Module) -> str:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
-from irem.problem import SolveResult
+from irem.problem import AnswerConstraint, SolveResult
+
+# Fresh starts for instances `index` of the problem being solved, in the answer's layout (the rows of
+# those instances, in that order): the task's own `init_answer`, so a solver that restarts draws
+# where the task starts (irem/energy_model.py builds it).
+StartSampler = Callable[[Tensor], Tensor]
 
 
 class Solver(nn.Module, abc.ABC):
@@ -30,18 +36,37 @@ class Solver(nn.Module, abc.ABC):
         budget: int | None = None,
         *,
         segment: Tensor | None = None,
+        constraint: AnswerConstraint | None = None,
         differentiable: bool = False,
         record_history: bool = False,
         record_trajectory: bool = False,
         snapshots: Iterable[int] = (),
         generator: torch.Generator | None = None,
+        init: StartSampler | None = None,
     ) -> SolveResult:
         """Run at most `budget` steps (default `max_steps`).
 
-        `differentiable` keeps the graph of the steps the solver's truncation allows, so a loss on
-        the result trains the energy. `snapshots` asks for the iterate after each listed number of
-        steps, so one run reports several budgets.
+        `constraint` is the problem's answer constraint (fixed entries, a projection), honoured at
+        every step. `differentiable` keeps the graph of the steps the solver's truncation allows,
+        so a loss on the result trains the energy. `snapshots` asks for the iterate after each
+        listed number of steps, so one run reports several budgets. `init` draws fresh starts,
+        for solvers that start more than once (best-of-N).
         """
+
+    @property
+    def step_size(self) -> Tensor | None:
+        """The step size, where the solver has one (a wrapper reports the one it wraps)."""
+        return None
+
+    @property
+    def snapshots_match_budgets(self) -> bool:
+        """Whether the snapshot after b steps equals what a b-step solve returns, so one solve can
+        report every budget."""
+        return True
+
+    def scaled_step(self, factor: float) -> AbstractContextManager[None]:
+        """A context in which the step size is `factor` times what it is (best-of-N's restarts)."""
+        raise TypeError(f"{type(self).__name__} has no step size to scale; give best_of_n restarts=0.")
 
     def with_base(self, base: Solver) -> Solver:
         """This solver, for a model trained with `base`. A solver that wraps another one and was

@@ -19,19 +19,19 @@ unchanged. With `descent=None` the solver wraps whatever solver the trained mode
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.problem import Problem, SolveResult, Status, rows_of
-from irem.solver import Solver
+from irem.problem import AnswerConstraint, Problem, SolveResult, Status, instance_count, rows_of, select_input
+from irem.solver import Solver, StartSampler
 from irem.solvers.wrapper import WrapperSolver
 
-INITS = ("uniform", "perturb")
+INITS = ("task", "uniform", "perturb")
 PICKS = ("best", "final")
 
 
@@ -39,9 +39,10 @@ class BestOfN(WrapperSolver):
     """Run `descent` from `starts` starts per instance; keep each instance's lowest-energy answer.
 
     Start 0 is always the given y0, so `starts=1` is the wrapped solver itself and more starts
-    can only lower the picked energy. Further starts are `init="uniform"`: U(-scale, scale) in
-    y0's shape (the tasks' default start, fresh draws), or `"perturb"`: y0 + scale * N(0, 1)
-    (local search around a given start, e.g. a warm start). `pick="best"` compares each start's
+    can only lower the picked energy. Further starts are `init="task"`: fresh draws of the task's
+    own start (`Task.init_answer`, handed to `solve` as `init` by the energy model), `"uniform"`:
+    U(-scale, scale) in y0's shape, or `"perturb"`: y0 + scale * N(0, 1) (local search around a
+    given start, e.g. a warm start). `pick="best"` compares each start's
     lowest-energy iterate, `"final"` its last one (the answer a fixed budget would give).
 
     `restarts`: an instance whose every start diverged is run again from new starts (start 0
@@ -62,7 +63,7 @@ class BestOfN(WrapperSolver):
         self,
         descent: Solver | None = None,
         starts: int = 4,
-        init: str = "uniform",
+        init: str = "task",
         scale: float = 1.0,
         pick: str = "best",
         restarts: int = 0,
@@ -103,7 +104,7 @@ class BestOfN(WrapperSolver):
     def snapshots_match_budgets(self) -> bool:
         """Whether the snapshot after b steps equals a b-step solve. Not with several starts: a b-step
         solve may pick another start than the longer solve whose winner's snapshot is reported."""
-        return self.starts == 1 and bool(getattr(self.descent, "snapshots_match_budgets", True))
+        return self.starts == 1 and (self.descent is None or self.descent.snapshots_match_budgets)
 
     def solve_inference(
         self,
@@ -113,34 +114,44 @@ class BestOfN(WrapperSolver):
         budget: int | None,
         *,
         segment: Tensor | None,
+        constraint: AnswerConstraint | None,
         record_history: bool,
         record_trajectory: bool,
         snapshots: Iterable[int],
         generator: torch.Generator | None,
+        init: StartSampler | None,
     ) -> SolveResult:
         solver = self._wrapped()
+        if self.init == "task" and init is None and self.starts > 1:
+            raise ValueError(
+                "BestOfN(init='task') draws its extra starts from the task's own start, which this solve was not "
+                "given (init=...: an energy model's predict passes Task.init_answer); pass it, or use "
+                "init='uniform' or 'perturb'."
+            )
         T = self.max_steps if budget is None else int(budget)
         wanted = sorted({int(s) for s in snapshots})
-        n = _num_instances(x, y0, segment)
+        n = instance_count(x, y0, segment)
         y0 = y0.detach()
         pool: _Pool | None = None
         todo = torch.arange(n, device=y0.device)
         for r in range(self.restarts + 1):
             whole = r == 0 and self.starts == 1  # nothing to repeat: hand over the problem unchanged
             if whole:
-                sub_x, sub_seg, starts = x, segment, y0
+                sub_x, sub_seg, starts, sub_constraint = x, segment, y0, constraint
                 rows = torch.arange(y0.shape[0], device=y0.device)
                 local_seg = todo if segment is None else segment
             else:
                 sub_x, sub_seg, rows, local_seg = _repeat(x, segment, n, todo, self.starts)
-                starts = self._starts(y0, rows, generator)
-            with _scaled_step(solver, self.restart_shrink**r) if r else _no_scaling():
+                starts = self._starts(y0, rows, todo, generator, init)
+                sub_constraint = None if constraint is None else constraint.rows(rows.repeat(self.starts))
+            with solver.scaled_step(self.restart_shrink**r) if r else nullcontext():
                 res = solver.solve(
                     energy,
                     sub_x,
                     starts,
                     T,
                     segment=sub_seg,
+                    constraint=sub_constraint,
                     record_history=record_history,
                     record_trajectory=record_trajectory,
                     snapshots=wanted,
@@ -157,29 +168,25 @@ class BestOfN(WrapperSolver):
             todo = todo[diverged]
         return pool.result()
 
-    def _starts(self, y0: Tensor, rows: Tensor, generator: torch.Generator | None) -> Tensor:
-        """The starts of the instances whose answer rows are `rows`, start-major: [starts * len(rows)]."""
+    def _starts(
+        self, y0: Tensor, rows: Tensor, ids: Tensor, generator: torch.Generator | None, init: StartSampler | None
+    ) -> Tensor:
+        """The starts of instances `ids`, whose answer rows are `rows`, start-major: [starts * len(rows)]."""
         mine = y0[rows]
         if self.starts == 1:
             return mine
+        if self.init == "task":
+            more = [init(ids).to(device=y0.device, dtype=y0.dtype) for _ in range(self.starts - 1)]
+            return torch.cat([mine, *more])
         shape = (self.starts - 1, *mine.shape)
         gen_device = generator.device if generator is not None else y0.device
-        if self.init == "uniform":  # as Task.init_answer draws, on the generator's device
+        if self.init == "uniform":
             draw = torch.rand(shape, generator=generator, device=gen_device, dtype=y0.dtype) * 2 - 1
             more = self.scale * draw.to(y0.device)
         else:
             draw = torch.randn(shape, generator=generator, device=gen_device, dtype=y0.dtype)
             more = mine.unsqueeze(0) + self.scale * draw.to(y0.device)
         return torch.cat([mine.unsqueeze(0), more]).flatten(0, 1)
-
-
-def _num_instances(x: Any, y0: Tensor, segment: Tensor | None) -> int:
-    if segment is None:
-        return y0.shape[0]
-    graphs = getattr(x, "num_graphs", None)
-    if isinstance(graphs, int):
-        return graphs
-    return int(segment.max().item()) + 1 if segment.numel() else 0
 
 
 def _repeat(x: Any, segment: Tensor | None, n: int, ids: Tensor, k: int) -> tuple[Any, Tensor | None, Tensor, Tensor]:
@@ -190,41 +197,7 @@ def _repeat(x: Any, segment: Tensor | None, n: int, ids: Tensor, k: int) -> tupl
         rows, local_seg = rows_of(segment, ids, n)
         sub = Problem(x=x, segment=segment, num_instances=n).select(index)
         return sub.x, sub.segment, rows, local_seg
-    try:
-        sub_x = x[index]
-    except (TypeError, IndexError, KeyError) as err:
-        raise TypeError(
-            "BestOfN repeats every instance once per start, which needs an x that can be indexed by "
-            f"instance (a tensor, or a torch-geometric Batch with a segment); got {type(x).__name__}."
-        ) from err
-    return sub_x, None, ids, torch.arange(ids.numel(), device=ids.device)
-
-
-@contextmanager
-def _no_scaling() -> Iterator[None]:
-    yield
-
-
-@contextmanager
-def _scaled_step(solver: Solver, factor: float) -> Iterator[None]:
-    """The step size of `solver` (or of the descent it wraps) times `factor`, restored on exit."""
-    inner: Any = solver
-    while not isinstance(getattr(inner, "log_step_size", None), Tensor):
-        inner = getattr(inner, "descent", None)
-        if inner is None:
-            raise TypeError(
-                f"BestOfN restarts shrink the step size, but {type(solver).__name__} has no log_step_size "
-                "(GradientDescent has); set restarts=0."
-            )
-    log_step = inner.log_step_size
-    saved = log_step.detach().clone()
-    try:
-        with torch.no_grad():
-            log_step.add_(math.log(factor))
-        yield
-    finally:
-        with torch.no_grad():
-            log_step.copy_(saved)
+    return select_input(x, index), None, ids, torch.arange(ids.numel(), device=ids.device)
 
 
 class _Pool:

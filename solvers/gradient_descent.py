@@ -15,29 +15,30 @@ ones late to settle into one (optionally with the Langevin noise cooled by the s
 An instance whose energy or gradient is not finite is frozen at its last finite iterate and
 marked diverged; the rest of the batch carries on untouched.
 
-Speed (the loop runs every training iteration): an energy may offer `prepare(x)`, the part of
-its computation that depends on x alone, which the solver calls once per descent and passes in
-place of x at every step (MLPEnergy: the x half of its first layer). Per-instance masking with
-`torch.where` is skipped while no instance has stopped, and the finiteness check costs one row
-sum of the gradient unless something is not finite; results are bit-for-bit those of the plain
-masked loop.
+The step itself (propose, constraints, accept, momentum, best tracking) is `solvers/step.py`'s,
+shared with the adaptive solver; this module holds the settings and the fixed-batch loop. Speed
+(the loop runs every training iteration): an energy may offer `prepare(x)`, the part of its
+computation that depends on x alone, which the solver calls once per descent and passes in place
+of x at every step (MLPEnergy: the x half of its first layer).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from irem.energy import EnergyFunction, describe
-from irem.problem import SolveResult, Status, per_instance_sum, per_row
-from irem.solver import Solver
+from irem.energy import EnergyFunction
+from irem.problem import AnswerConstraint, SolveResult, Status
+from irem.solver import StartSampler
+from irem.solvers.step import DescentStep, StepSolver, scaled_log_step
 
 
-class GradientDescent(Solver):
+class GradientDescent(StepSolver):
     """y <- y - step_size * dE/dy (+ noise), for at most `max_steps` steps.
 
     `truncate` is how many of the last steps keep their graph when `differentiable` is asked
@@ -137,19 +138,24 @@ class GradientDescent(Solver):
         (irem/evaluation.py relies on it). An annealed schedule depends on the budget: it does not."""
         return self.schedule == "constant"
 
-    def energy_and_grad(
-        self, energy: EnergyFunction, x: Any, y: Tensor, step: int, need_grad: bool, create_graph: bool
-    ) -> tuple[Tensor, Tensor | None]:
-        if not need_grad:
-            with torch.no_grad():
-                return energy.energy(x, y, step), None
-        with torch.enable_grad():
-            y_in = y if (create_graph and y.requires_grad) else y.detach().requires_grad_(True)
-            e = energy.energy(x, y_in, step)
-            (g,) = torch.autograd.grad(e.sum(), y_in, create_graph=create_graph)
-        if not create_graph:
-            e, g = e.detach(), g.detach()
-        return e, g
+    def descent_step(self) -> DescentStep:
+        return DescentStep(
+            log_step_size=self.log_step_size,
+            multiplier=self.multiplier,
+            scheduled=self.schedule != "constant",
+            noise=self.noise,
+            noise_decay=self.noise_decay,
+            accept_if_lower=self.accept_if_lower,
+            shrink=self.shrink,
+            grad_clip=self.grad_clip,
+            grad_tol=self.grad_tol,
+            momentum=self.momentum,
+            restart=self.restart,
+            detach_steps=self.detach_steps,
+        )
+
+    def scaled_step(self, factor: float) -> AbstractContextManager[None]:
+        return scaled_log_step(self.log_step_size, factor)
 
     def solve(
         self,
@@ -159,11 +165,13 @@ class GradientDescent(Solver):
         budget: int | None = None,
         *,
         segment: Tensor | None = None,
+        constraint: AnswerConstraint | None = None,
         differentiable: bool = False,
         record_history: bool = False,
         record_trajectory: bool = False,
         snapshots: Iterable[int] = (),
         generator: torch.Generator | None = None,
+        init: StartSampler | None = None,
     ) -> SolveResult:
         T = self.max_steps if budget is None else int(budget)
         randomised = differentiable and budget is None
@@ -185,130 +193,58 @@ class GradientDescent(Solver):
 
         y = y0 if differentiable else y0.detach()
         x = self.prepare_input(energy, x, differentiable)
-        e, g = self.energy_and_grad(energy, x, y, 0, need_grad=T > 0, create_graph=graph_at(0))
-        if e.dim() != 1:
-            raise ValueError(
-                f"{describe(energy)} returned energies of shape {tuple(e.shape)}; a solver needs one per instance."
-            )
-        n = e.shape[0]
-        device = e.device
-        status = torch.full((n,), int(Status.MAX_STEPS), dtype=torch.long, device=device)
-        steps = torch.zeros(n, dtype=torch.long, device=device)
-        lr = torch.ones(n, device=device, dtype=y.dtype)  # per-instance multiplier of step_size
-        if randomised and self.random_step_size:
-            gen_device = generator.device if generator is not None else device
-            draw = torch.rand(n, generator=generator, device=gen_device, dtype=y.dtype).to(device)
-            lr = 0.5 + 1.5 * draw  # uniform in [1/2, 2] times the step size
-
-        # Hot-path note: every `torch.where` over whole answers below is skipped when its mask is
-        # known to be all-true (the usual case: no instance diverged or stopped). The skipped
-        # where would return its first argument unchanged, values and gradient alike, so results
-        # are identical; `all_active` is the host-side flag that knows it.
-        finite, all_finite = self.finite_instances(e, g, segment, n)
-        if not all_finite:
-            status = torch.where(finite, status, torch.full_like(status, int(Status.DIVERGED)))
-            if g is not None:
-                g = torch.where(per_row(finite, g, segment), g, torch.zeros_like(g))
-        active = finite
-        all_active = all_finite
-        best_energy = torch.where(active, e.detach(), torch.full_like(e.detach(), math.inf))
-        best_step = torch.zeros(n, dtype=torch.long, device=device)
-        best_y = y.detach().clone()
-        best_y_is_iterate = False  # best_y currently shares storage with an iterate (cloned at the end)
-        history = [e.detach()] if record_history else None
-        trajectory = [y] if record_trajectory else None
-        taken = {0: y.detach()} if 0 in wanted else {}
-        velocity = torch.zeros_like(y) if self.momentum else None  # each instance's last step
+        step = self.descent_step()
+        s = step.start(energy, x, y, segment=segment, constraint=constraint, need_grad=T > 0, create_graph=graph_at(0))
+        if randomised and self.random_step_size:  # per-instance multiplier of step_size, uniform in [1/2, 2]
+            gen_device = generator.device if generator is not None else s.e.device
+            draw = torch.rand(s.n, generator=generator, device=gen_device, dtype=y.dtype).to(s.e.device)
+            s.lr = 0.5 + 1.5 * draw
+        history = [s.e.detach()] if record_history else None
+        trajectory = [s.y] if record_trajectory else None
+        taken = {0: s.y.detach()} if 0 in wanted else {}
 
         for t in range(1, T + 1):
-            if not all_active and not bool(active.any()):
+            if not s.any_active():
                 break
-            if self.grad_tol is not None:
-                gnorm = per_instance_sum(g.detach() ** 2, segment, n).sqrt()
-                done = active & (gnorm < self.grad_tol)
-                status = torch.where(done, torch.full_like(status, int(Status.CONVERGED)), status)
-                active = active & ~done
-                all_active = all_active and not bool(done.any())
-            start = y.detach() if self.detach_steps else y
-            proposal = self.propose(start, g, lr, segment, n, generator, t=t, budget=T, velocity=velocity)
-            if not all_active:
-                proposal = torch.where(per_row(active, y, segment), proposal, y)
-
-            skip_eval = t == T and not final_energy_needed
-            if skip_eval:
-                e_new, g_new, finite, all_finite = e, None, active, all_active
-            else:
-                at = proposal.detach() if self.detach_steps else proposal
-                e_new, g_new = self.energy_and_grad(energy, x, at, t, need_grad=t < T, create_graph=graph_at(t))
-                finite, all_finite = self.finite_instances(e_new, g_new, segment, n)
-                if g_new is not None and not all_finite:
-                    g_new = torch.where(per_row(finite, g_new, segment), g_new, torch.zeros_like(g_new))
-            steps = steps + active.long()
-
-            if self.accept_if_lower:
-                # a non-finite proposal is just a bad proposal: reject it and shrink the step
-                accept = active & finite & (e_new < e)
-                lr = torch.where(active & ~accept, lr * self.shrink, lr)
-                all_accept = bool(accept.all())
-            else:
-                accept = active & finite
-                all_accept = all_active and all_finite
-                if not all_accept:
-                    diverged = active & ~finite
-                    status = torch.where(diverged, torch.full_like(status, int(Status.DIVERGED)), status)
-                active = accept
-                all_active = all_accept
-            if velocity is not None:
-                velocity = self.next_velocity(proposal, start, accept, all_accept, segment)
-            # rejected and diverged instances keep their last finite iterate
-            if all_accept:
-                y = proposal
-                g = torch.zeros_like(g) if g_new is None else g_new
-            else:
-                rows_accept = per_row(accept, y, segment)
-                y = torch.where(rows_accept, proposal, y)
-                g = torch.where(rows_accept, torch.zeros_like(g) if g_new is None else g_new, g)
-            e = torch.where(accept, e_new, e)
-            if velocity is not None and self.restart:
-                velocity = self.restart_velocity(velocity, g, segment, n)
-
-            if t < T or final_energy_needed:
-                better = active & (e.detach() < best_energy)
-                best_energy = torch.where(better, e.detach(), best_energy)
-                best_step = torch.where(better, torch.full_like(best_step, t), best_step)
-                n_better = int(better.sum())  # one host sync decides all / some / none
-                if n_better == n:
-                    best_y, best_y_is_iterate = y.detach(), True
-                elif n_better > 0:
-                    best_y, best_y_is_iterate = torch.where(per_row(better, y, segment), y.detach(), best_y), False
+            step.step(
+                s,
+                energy,
+                x,
+                t,
+                T,
+                generator,
+                need_grad=t < T,
+                create_graph=graph_at(t),
+                evaluate=t < T or final_energy_needed,
+                track_best=t < T or final_energy_needed,
+            )
             if history is not None:
-                history.append(e.detach())
+                history.append(s.e.detach())
             if trajectory is not None:
-                trajectory.append(y)
+                trajectory.append(s.y)
             if t in wanted:
-                taken[t] = y.detach()
+                taken[t] = s.y.detach()
 
-        for s in wanted:  # instances that stopped early keep their final iterate
-            taken.setdefault(s, y.detach())
-        if best_y_is_iterate:  # best_y is its own tensor, as a where would have made it
-            best_y = best_y.clone()
+        for b in wanted:  # instances that stopped early keep their final iterate
+            taken.setdefault(b, s.y.detach())
+        e = s.e
         final_energy = e if final_energy_needed else torch.full_like(e, math.nan)
         final_energy = torch.where(
-            status == int(Status.DIVERGED), torch.full_like(final_energy, math.nan), final_energy
+            s.status == int(Status.DIVERGED), torch.full_like(final_energy, math.nan), final_energy
         )
-        best_energy = torch.where(torch.isinf(best_energy), torch.full_like(best_energy, math.nan), best_energy)
+        best_energy = torch.where(torch.isinf(s.best_e), torch.full_like(s.best_e, math.nan), s.best_e)
         return SolveResult(
-            y=y,
-            steps=steps,
-            status=status,
+            y=s.y,
+            steps=s.steps,
+            status=s.status,
             energy=final_energy.detach(),
-            best_y=best_y,
+            best_y=s.handed_out_best_y(),
             best_energy=best_energy,
-            best_step=best_step,
+            best_step=s.best_step,
             energy_history=torch.stack(history) if history is not None else None,
             trajectory=trajectory,
             snapshots=taken,
-            step_size=(lr * self.step_size).detach(),
+            step_size=(s.lr * self.step_size).detach(),
         )
 
     def multiplier(self, t: int, budget: int) -> float:
@@ -329,87 +265,3 @@ class GradientDescent(Solver):
         if self.schedule == "cosine":
             return f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * p))
         return f**p  # exponential: a constant ratio between consecutive steps
-
-    def propose(
-        self,
-        y: Tensor,
-        g: Tensor,
-        lr: Tensor,
-        segment: Tensor | None,
-        n: int,
-        generator: torch.Generator | None,
-        *,
-        t: int = 1,
-        budget: int | None = None,
-        velocity: Tensor | None = None,
-    ) -> Tensor:
-        """The next candidate: y - lr * step_size * clip(dE/dy) (+ noise) (+ momentum * velocity),
-        `lr` per instance, at step `t` of `budget` (default `max_steps`), which a schedule needs to
-        know where it stands; `velocity` is each instance's last step (`next_velocity`).
-
-        Public so a solver that wraps this one (solvers/adaptive.py) takes the same steps.
-        """
-        scheduled = self.schedule != "constant"
-        mult = self.multiplier(t, self.max_steps if budget is None else budget) if scheduled else 1.0
-        step = self.step_size * mult if scheduled else self.step_size
-        update = per_row(lr, y, segment) * step * self._clip(g, segment, n)
-        proposal = y - update
-        if velocity is not None and self.momentum:
-            proposal = proposal + self.momentum * velocity
-        if self.noise > 0:
-            # drawn where the generator lives (the trainer's is on the CPU), then moved
-            gen_device = generator.device if generator is not None else y.device
-            noise = torch.randn(y.shape, generator=generator, device=gen_device, dtype=y.dtype).to(y.device)
-            proposal = proposal + (self.noise * mult if self.noise_decay else self.noise) * noise
-        return proposal
-
-    @staticmethod
-    def next_velocity(proposal: Tensor, y: Tensor, accept: Tensor, all_accept: bool, segment: Tensor | None) -> Tensor:
-        """The step each instance just took (proposal - y), zero where it was rejected or stopped."""
-        step = proposal - y
-        return step if all_accept else torch.where(per_row(accept, y, segment), step, torch.zeros_like(step))
-
-    @staticmethod
-    def restart_velocity(velocity: Tensor, g: Tensor, segment: Tensor | None, n: int) -> Tensor:
-        """`velocity`, zeroed for instances whose gradient `g` (at the iterate the velocity led to)
-        has a positive inner product with it: the last step went uphill along g."""
-        uphill = per_instance_sum((g.detach() * velocity.detach()), segment, n) > 0
-        return torch.where(per_row(uphill, velocity, segment), torch.zeros_like(velocity), velocity)
-
-    @staticmethod
-    def prepare_input(energy: EnergyFunction, x: Any, differentiable: bool) -> Any:
-        """Let the energy precompute what depends on x alone, once per descent.
-
-        Under a differentiable solve it is built with grad enabled so parameters reached only
-        through it still get their gradient; otherwise without a graph, since nothing is
-        differentiated through a non-differentiable solve.
-        """
-        with torch.enable_grad() if differentiable else torch.no_grad():
-            return energy.prepare(x)
-
-    def _clip(self, g: Tensor, segment: Tensor | None, n: int) -> Tensor:
-        if self.grad_clip is None:
-            return g
-        norm = per_instance_sum(g.detach() ** 2, segment, n).sqrt()
-        scale = (self.grad_clip / norm.clamp_min(1e-12)).clamp(max=1.0)
-        return g * per_row(scale, g, segment)
-
-    @staticmethod
-    def finite_instances(e: Tensor, g: Tensor | None, segment: Tensor | None, n: int) -> tuple[Tensor, bool]:
-        """Instances whose energy and whole gradient are finite, and whether that is all of them.
-
-        Fast path: a row sum of the gradient is finite only if every entry is (NaN and inf
-        propagate through a sum), so one reduction and one host sync settle the common
-        all-finite case. A non-finite row sum may also be an overflow of finite entries, so only
-        then the exact entry-wise test decides.
-        """
-        finite_e = torch.isfinite(e.detach())
-        if g is None:
-            return finite_e, bool(finite_e.all())
-        gd = g.detach()
-        finite = finite_e & torch.isfinite(per_instance_sum(gd, segment, n))
-        if bool(finite.all()):
-            return finite, True
-        bad = (~torch.isfinite(gd)).to(e.dtype)
-        finite = finite_e & (per_instance_sum(bad, segment, n) == 0)
-        return finite, bool(finite.all())

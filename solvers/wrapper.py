@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.problem import SolveResult
-from irem.solver import Solver
+from irem.problem import AnswerConstraint, SolveResult
+from irem.solver import Solver, StartSampler
 
 
 class WrapperSolver(Solver):
@@ -43,7 +44,10 @@ class WrapperSolver(Solver):
 
     @property
     def step_size(self) -> Tensor | None:
-        return getattr(self.descent, "step_size", None)
+        return None if self.descent is None else self.descent.step_size
+
+    def scaled_step(self, factor: float) -> AbstractContextManager[None]:
+        return self._wrapped().scaled_step(factor)
 
     def solve(
         self,
@@ -53,14 +57,18 @@ class WrapperSolver(Solver):
         budget: int | None = None,
         *,
         segment: Tensor | None = None,
+        constraint: AnswerConstraint | None = None,
         differentiable: bool = False,
         record_history: bool = False,
         record_trajectory: bool = False,
         snapshots: Iterable[int] = (),
         generator: torch.Generator | None = None,
+        init: StartSampler | None = None,
     ) -> SolveResult:
         records = {
             "segment": segment,
+            "constraint": constraint,
+            "init": init,
             "record_history": record_history,
             "record_trajectory": record_trajectory,
             "snapshots": snapshots,
@@ -79,9 +87,11 @@ class WrapperSolver(Solver):
         budget: int | None,
         *,
         segment: Tensor | None,
+        constraint: AnswerConstraint | None,
         record_history: bool,
         record_trajectory: bool,
         snapshots: Iterable[int],
         generator: torch.Generator | None,
+        init: StartSampler | None,
     ) -> SolveResult:
         """What the wrapper does at inference, with the same records as `Solver.solve`."""

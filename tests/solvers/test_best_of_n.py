@@ -19,7 +19,7 @@ from torch import Tensor
 
 from irem.energies.gnn import GNNEnergy
 from irem.energy import EnergyFunction
-from irem.problem import SolveResult, Status
+from irem.problem import AnswerConstraint, SolveResult, Status
 from irem.solver import Solver
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.best_of_n import BestOfN
@@ -61,11 +61,13 @@ class Recording(Solver):
         budget: int | None = None,
         *,
         segment: Tensor | None = None,
+        constraint: AnswerConstraint | None = None,
         differentiable: bool = False,
         record_history: bool = False,
         record_trajectory: bool = False,
         snapshots: Iterable[int] = (),
         generator: torch.Generator | None = None,
+        init: Any = None,
     ) -> SolveResult:
         res = self.inner.solve(
             energy,
@@ -73,6 +75,7 @@ class Recording(Solver):
             y0,
             budget,
             segment=segment,
+            constraint=constraint,
             differentiable=differentiable,
             record_history=record_history,
             record_trajectory=record_trajectory,
@@ -100,7 +103,7 @@ def test_two_basins_best_of_n_finds_the_lower_minimum() -> None:
     gd = GradientDescent(step_size=0.05, max_steps=100)
     one = gd.solve(energy, x, y0)
     assert (one.y > 0.5).all()  # a single start stays in the higher basin
-    out = BestOfN(gd, starts=8).solve(energy, x, y0, generator=gen(0))
+    out = BestOfN(gd, starts=8, init="uniform").solve(energy, x, y0, generator=gen(0))
     assert (out.y < -0.5).all()
     assert (out.energy < one.best_energy - 0.5).all()  # the lower minimum is lower by ~2 * tilt
     assert (out.start_index > 0).all()
@@ -113,7 +116,7 @@ def test_picked_energy_is_the_lowest_of_every_start(pick: str) -> None:
     energy = DoubleWell()
     rec = Recording(GradientDescent(step_size=0.05, max_steps=30))
     k, n = 5, 12
-    out = BestOfN(rec, starts=k, pick=pick).solve(energy, x, y0, record_history=True, generator=gen(1))
+    out = BestOfN(rec, starts=k, pick=pick, init="uniform").solve(energy, x, y0, record_history=True, generator=gen(1))
     (call,) = rec.calls
     each = call["result"]
     per_start = (each.best_energy if pick == "best" else each.energy).view(k, n)
@@ -185,7 +188,9 @@ def test_graph_batch_answers_land_in_the_original_layout() -> None:
     y0 = task.init_answer(problem, gen(7))
     k, n = 3, 6
     rec = Recording(GradientDescent(step_size=5.0, max_steps=4))
-    out = BestOfN(rec, starts=k).solve(energy, problem.x, y0, segment=problem.segment, snapshots=[2], generator=gen(8))
+    out = BestOfN(rec, starts=k, init="uniform").solve(
+        energy, problem.x, y0, segment=problem.segment, snapshots=[2], generator=gen(8)
+    )
     assert out.y.shape == y0.shape and out.num_instances == n
     each, seg_rep = rec.calls[0]["result"], rec.calls[0]["segment"]
     assert seg_rep.shape[0] == k * y0.shape[0]
@@ -214,9 +219,9 @@ def test_restarts_rescue_an_instance_whose_every_start_diverged(learnable: bool)
     energy = Bounded(2)
     gd = GradientDescent(step_size=1.0, max_steps=T, learnable_step=learnable)
     before = gd.log_step_size.detach().clone()
-    plain = BestOfN(gd, starts=k, pick="final").solve(energy, x, y0, generator=gen(9))
+    plain = BestOfN(gd, starts=k, pick="final", init="uniform").solve(energy, x, y0, generator=gen(9))
     assert plain.status[0] == int(Status.DIVERGED) and torch.isnan(plain.energy[0])
-    out = BestOfN(gd, starts=k, pick="final", restarts=2).solve(energy, x, y0, generator=gen(9))
+    out = BestOfN(gd, starts=k, pick="final", restarts=2, init="uniform").solve(energy, x, y0, generator=gen(9))
     assert out.status[0] == int(Status.MAX_STEPS) and torch.isfinite(out.y[0]).all()
     torch.testing.assert_close(out.y[0], b[0], atol=1e-6, rtol=0)
     assert out.start_index[0] >= k  # a rerun won
@@ -234,7 +239,7 @@ def test_wraps_adaptive_descent_and_keeps_its_records() -> None:
         GradientDescent(step_size=0.05), rules=[EnergyPlateau(tol=1e-3, patience=2)], max_steps=200
     )
     rec = Recording(adaptive)
-    out = BestOfN(rec, starts=3).solve(energy, x, y0, generator=gen(10))
+    out = BestOfN(rec, starts=3, init="uniform").solve(energy, x, y0, generator=gen(10))
     each = rec.calls[0]["result"]
     win = out.start_index * 6 + torch.arange(6)
     assert out.rules == ("plateau",) and torch.equal(out.stopped_by, each.stopped_by[win])
@@ -246,7 +251,7 @@ def test_training_is_the_wrapped_solver_and_a_trained_model_is_wrapped() -> None
     energy = DoubleWell()
     gd = GradientDescent(step_size=0.05, max_steps=3)
     ref = gd.solve(energy, x, y0.clone().requires_grad_(True), differentiable=True)
-    out = BestOfN(gd, starts=4).solve(energy, x, y0.clone().requires_grad_(True), differentiable=True)
+    out = BestOfN(gd, starts=4, init="uniform").solve(energy, x, y0.clone().requires_grad_(True), differentiable=True)
     assert out.y.requires_grad and torch.equal(out.y, ref.y) and out.start_index is None
     wrapper = BestOfN(starts=2)
     assert wrapper.max_steps is None
@@ -259,7 +264,7 @@ def test_training_is_the_wrapped_solver_and_a_trained_model_is_wrapped() -> None
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"init": "gaussian"}, "Unknown init 'gaussian'. Valid choices: uniform, perturb."),
+        ({"init": "gaussian"}, "Unknown init 'gaussian'. Valid choices: task, uniform, perturb."),
         ({"pick": "last"}, "Unknown pick 'last'. Valid choices: best, final."),
         ({"starts": 0}, "starts must be a positive integer"),
         ({"scale": 0.0}, "scale must be positive"),

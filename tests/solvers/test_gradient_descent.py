@@ -241,21 +241,6 @@ def test_momentum_restarts_after_a_rejected_step() -> None:
     torch.testing.assert_close(r.y, b, atol=1e-4, rtol=0)
 
 
-def test_restart_zeroes_the_velocity_of_instances_whose_gradient_points_along_it() -> None:
-    velocity = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [3.0, -1.0]], dtype=DT)
-    g = torch.tensor([[0.5, 9.0], [-1.0, -1.0], [1.0, 0.0], [1.0, 3.0]], dtype=DT)  # g.v: 0.5, -2, 0, 0
-    out = GradientDescent.restart_velocity(velocity, g, None, 4)
-    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 2.0], [3.0, -1.0]], dtype=DT))
-    # segmented answers (graphs): the inner product is per instance, over all its rows
-    segment = torch.tensor([0, 0, 1, 1])
-    out = GradientDescent.restart_velocity(velocity, g, segment, 2)
-    torch.testing.assert_close(out[:2], velocity[:2])  # 0.5 - 2 < 0: kept
-    torch.testing.assert_close(out[2:], velocity[2:])  # 0 + 0: kept
-    out = GradientDescent.restart_velocity(velocity, -g, segment, 2)
-    torch.testing.assert_close(out[:2], torch.zeros(2, 2, dtype=DT))
-    torch.testing.assert_close(out[2:], velocity[2:])
-
-
 def test_restart_tames_a_momentum_too_large_for_the_landscape() -> None:
     """Curvatures 0.04..1 with step 1 and momentum 0.95: heavy ball rings and needs more steps than
     plain descent (about 520 against 305); restarting on every uphill step stops the ringing and
