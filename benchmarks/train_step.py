@@ -2,7 +2,7 @@
 
 The iteration is exactly the trainer's: build
 `EnergyModel(MLPEnergy(x_dim=400, y_dim=400), GradientDescent(step_size=100, max_steps=10,
-truncate=1))` with the default replay buffer, task `Inverse()` (20x20, rank 20), then per iteration
+truncate=1), IREMObjective())` with the default replay buffer, task `Inverse()` (20x20, rank 20), then per iteration
 
     problem = task.sample(512, generator)          # data generation: timed
     loss, _ = model.training_loss(task, problem, generator)
@@ -109,6 +109,7 @@ import torch  # noqa: E402
 
 from irem.energies.mlp import MLPEnergy  # noqa: E402
 from irem.energy_model import EnergyModel  # noqa: E402
+from irem.objectives.irem import IREMObjective  # noqa: E402
 from irem.solvers.gradient_descent import GradientDescent  # noqa: E402
 from irem.tasks.matrix import Inverse  # noqa: E402
 
@@ -143,7 +144,7 @@ def build(batch: int, steps: int, seed: int):
     torch.manual_seed(seed)
     task = Inverse()
     dims = task.dims()
-    model = EnergyModel(MLPEnergy(**dims), GradientDescent(step_size=100, max_steps=steps, truncate=1))
+    model = EnergyModel(MLPEnergy(**dims), GradientDescent(step_size=100, max_steps=steps, truncate=1), IREMObjective())
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     generator = torch.Generator().manual_seed(seed)
     model.train()

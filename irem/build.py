@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from irem.checkpoint import load
 from irem.config import check_node, valid_keys
 from irem.energy import EnergyFunction, check_energy_fits
 from irem.energy_model import EnergyModel
+from irem.objective import Objective
 from irem.predictor import Predictor
 from irem.solver import Solver
 from irem.task import Task
@@ -50,14 +51,38 @@ def build_solver(cfg: DictConfig) -> Solver:
     return _checked(cfg, "solver", Solver)
 
 
+def build_objective(cfg: DictConfig) -> Objective:
+    return _checked(cfg, "objective", Objective)
+
+
+# Settings of IREM's objective that configs written before the objective group kept under `model`.
+_MOVED_TO_OBJECTIVE = ("step_supervision", "input_stationarity")
+IREM_OBJECTIVE = "irem.objectives.irem.IREMObjective"
+
+
+def upgrade_config(cfg: DictConfig) -> DictConfig:
+    """A saved config as today's code reads it: a run saved before the objective group trained with
+    IREM's objective, whose settings it kept under `model`."""
+    if cfg.get("objective") is not None or cfg.get("baseline") is not None:
+        return cfg
+    cfg = cfg.copy()
+    model = dict(cfg.get("model") or {})
+    moved = {k: model.pop(k) for k in _MOVED_TO_OBJECTIVE if k in model}
+    with open_dict(cfg):
+        cfg.model = model
+        cfg.objective = {"_target_": IREM_OBJECTIVE, **moved}
+    return cfg
+
+
 def build_model(cfg: DictConfig, task: Task) -> Predictor:
-    """A baseline when `baseline` is set, else an energy model (energy + solver)."""
+    """A baseline when `baseline` is set, else an energy model (energy + solver + objective)."""
     if cfg.get("baseline") is not None:
         return _sized(cfg.baseline, "baseline", task, Predictor)
+    cfg = upgrade_config(cfg)
     energy = _sized(cfg.energy, "energy", task, EnergyFunction)
     check_energy_fits(energy, task)
     model_cfg = cfg.get("model") or {}
-    return EnergyModel(energy, build_solver(cfg.solver), **model_cfg)
+    return EnergyModel(energy, build_solver(cfg.solver), build_objective(cfg.objective), **model_cfg)
 
 
 RUN_CHECKPOINT = Path("checkpoints") / CHECKPOINT  # where irem-train writes, inside its run directory

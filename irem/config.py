@@ -58,9 +58,7 @@ class ModelConfig:
 
     replay_capacity: int = 10_000
     replay_fraction: float = 0.5
-    step_supervision: bool = False
     step_lr_multiplier: float = 1.0  # the learnable step size's lr, relative to the energy's
-    input_stationarity: float = 0.0  # weight of the input-stationarity term (energies for joint composition)
 
 
 @dataclass
@@ -76,6 +74,7 @@ class TrainConfig:
     task: Any = MISSING
     energy: Any = MISSING
     solver: Any = MISSING
+    objective: Any = MISSING
     baseline: Any = None
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -1,4 +1,4 @@
-"""An energy model as a `Predictor`: energy + solver + IREM objective + replay buffer.
+"""An energy model as a `Predictor`: energy + solver + training objective + replay buffer.
 
 It is the piece that lets the generic trainer and evaluation treat "descend a learned energy"
 exactly like a baseline network.
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.objectives import input_stationarity_loss, irem_loss
+from irem.objective import Objective
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.replay import ReplayBuffer
@@ -23,36 +23,35 @@ from irem.task import Task
 
 
 class EnergyModel(Predictor):
-    """Trains `energy` through `solver`; answers by descent and verifies by lowest energy.
+    """Trains `energy` through `solver` with `objective`; answers by descent and verifies by lowest energy.
 
-    `input_stationarity` > 0 adds that weight times `objectives.input_stationarity_loss` at the
-    solver's step size, for energies that joint composition will also descend in their inputs.
+    The objective (IREM's: objectives/irem.py) is a plug-in, built from the config group
+    `objective/`. The replay buffer keeps the final
+    iterates of the objective's descent, and later batches continue from them.
     """
 
     def __init__(
         self,
         energy: EnergyFunction,
         solver: Solver,
+        objective: Objective,
         replay_capacity: int = 10_000,
         replay_fraction: float = 0.5,
-        step_supervision: bool = False,
         step_lr_multiplier: float = 1.0,
-        input_stationarity: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0 <= replay_fraction < 1:
             raise ValueError(f"EnergyModel: replay_fraction must be in [0, 1), got {replay_fraction}.")
         if step_lr_multiplier <= 0:
             raise ValueError(f"EnergyModel: step_lr_multiplier must be positive, got {step_lr_multiplier}.")
-        if input_stationarity < 0:
-            raise ValueError(f"EnergyModel: input_stationarity must be >= 0, got {input_stationarity}.")
+        if not isinstance(objective, Objective):
+            raise TypeError(f"EnergyModel: objective must be an irem Objective, got {type(objective).__name__}.")
         self.energy = energy
         self.solver = solver
+        self.objective = objective
         self.replay = ReplayBuffer(replay_capacity)
         self.replay_fraction = float(replay_fraction)
-        self.step_supervision = bool(step_supervision)
         self.step_lr_multiplier = float(step_lr_multiplier)
-        self.input_stationarity = float(input_stationarity)
         self._warned_no_replay = False
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -107,30 +106,34 @@ class EnergyModel(Predictor):
     ) -> tuple[Tensor, dict[str, float]]:
         fresh = problem
         problem, y0 = self._with_replay(task, problem, generator)
-        loss, result = irem_loss(task, self.energy, self.solver, problem, y0, generator, self.step_supervision)
-        self._remember(task, problem, result.y)
-        logs = {"diverged": result.summary()["diverged"]}
-        step_size = getattr(self.solver, "step_size", None)
-        if isinstance(step_size, Tensor):
-            step_size = step_size.detach()
-            logs["step_size"] = float(step_size.mean())
-        if self.input_stationarity > 0:  # at the fresh batch's true answers
-            moved = input_stationarity_loss(self.energy, fresh, 1.0 if step_size is None else step_size)
-            loss = loss + self.input_stationarity * moved
-            logs["input_stationarity"] = float(moved.detach())
-        return loss, logs
+        out = self.objective.loss(task, self.energy, self.solver, problem, y0, generator, fresh=fresh)
+        logs: dict[str, float] = {}
+        if out.result is not None:
+            self._remember(task, problem, out.result.y)
+            logs["diverged"] = out.result.summary()["diverged"]
+        step_size = self.solver.step_size
+        if step_size is not None:
+            logs["step_size"] = float(step_size.detach().mean())
+        logs.update(out.logs)
+        return out.loss, logs
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         budgets = sorted({int(b) for b in budgets})
         y0 = task.init_answer(problem, generator).to(problem.device)
+
+        def init(index: Tensor) -> Tensor:  # fresh starts for instances `index`, drawn as the task starts
+            return task.init_answer(problem.select(index), generator).to(problem.device)
+
         result = self.solver.solve(
             self.energy,
             problem.x,
             y0,
             budget=max(budgets),
             segment=problem.segment,
+            constraint=problem.constraint,
             snapshots=budgets,
             generator=generator,
+            init=init,
         )
         answers = {str(b): result.snapshots[b] for b in budgets}
         answers["best"] = result.best_y

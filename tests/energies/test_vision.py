@@ -8,6 +8,7 @@ import torch
 
 from irem.energies.vision import Backbone, VisionEnergy, sincos_2d
 from irem.energy_model import EnergyModel
+from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.images import ImageDenoising
 
@@ -121,7 +122,10 @@ def test_tiny_descent_training_lowers_the_loss() -> None:
     task = ImageDenoising(size=16, stride=16, test_size=16, val_size=16)
     energy = VisionEnergy(**SMALL)
     model = EnergyModel(
-        energy, GradientDescent(step_size=1.0, max_steps=2, learnable_step=True, truncate=0), replay_capacity=0
+        energy,
+        GradientDescent(step_size=1.0, max_steps=2, learnable_step=True, truncate=0),
+        IREMObjective(),
+        replay_capacity=0,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     val, g = task.split("val"), gen(0)

@@ -31,6 +31,7 @@ from irem.energies.gnn import GNNEnergy
 from irem.energies.mlp import MLPEnergy
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
+from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.nested import NestedAddition, NestedShortestPath
 
@@ -49,7 +50,9 @@ class Quadratic(EnergyFunction):
 
 
 def model(energy: EnergyFunction, step_size: float, max_steps: int = 10) -> EnergyModel:
-    return EnergyModel(energy, GradientDescent(step_size=step_size, max_steps=max_steps), replay_capacity=0)
+    return EnergyModel(
+        energy, GradientDescent(step_size=step_size, max_steps=max_steps), IREMObjective(), replay_capacity=0
+    )
 
 
 def gen(seed: int = 0) -> torch.Generator:

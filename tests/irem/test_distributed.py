@@ -26,6 +26,7 @@ SCRIPT = textwrap.dedent(
     import torch.distributed as dist
     from irem.energies.transformer import TransformerEnergy
     from irem.energy_model import EnergyModel
+    from irem.objectives.irem import IREMObjective
     from irem.trainer import Trainer
     from irem.solvers.gradient_descent import GradientDescent
     from irem.tasks.text import TextTask
@@ -34,7 +35,8 @@ SCRIPT = textwrap.dedent(
     torch.manual_seed(0)  # the same initial weights on both ranks (DDP also broadcasts rank 0's)
     task = TextTask(context=8, test_size=4, val_size=4)
     energy = TransformerEnergy(**task.dims(), width=16, depth=1, heads=2, max_steps=2)
-    model = EnergyModel(energy, GradientDescent(step_size=1.0, max_steps=2, learnable_step=True), replay_capacity=0)
+    model = EnergyModel(energy, GradientDescent(step_size=1.0, max_steps=2, learnable_step=True), IREMObjective(),
+                        replay_capacity=0)
     initial = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     trainer = Trainer(task, model, out, iterations=iterations, batch_size=4, lr=1e-2, optimizer="adamw",
                       progress=False, checkpoint_every=1000)

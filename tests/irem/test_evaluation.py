@@ -12,6 +12,7 @@ import torch
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
 from irem.evaluation import eval_generator, evaluate, format_table, write_results
+from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Inverse
 
@@ -23,7 +24,9 @@ BUDGETS = (1, 3)
 def setup():
     task = Inverse(size=3, test_size=10, val_size=8)
     torch.manual_seed(0)
-    model = EnergyModel(MLPEnergy(**task.dims(), width=16), GradientDescent(step_size=1.0, max_steps=3))
+    model = EnergyModel(
+        MLPEnergy(**task.dims(), width=16), GradientDescent(step_size=1.0, max_steps=3), IREMObjective()
+    )
     rows = evaluate(task, model, SPLITS, BUDGETS, seed=0, batch_size=4)
     return task, model, rows
 

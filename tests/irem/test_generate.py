@@ -20,6 +20,7 @@ from irem.cli import _fit
 from irem.energies.transformer import TransformerEnergy
 from irem.energy_model import EnergyModel
 from irem.generate import generate, generate_ids
+from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.linear_system import LinearSystem
 from irem.tasks.text import TextTask
@@ -40,7 +41,9 @@ def task(tmp_path_factory) -> TextTask:
 def ebt() -> EnergyModel:
     torch.manual_seed(0)
     energy = TransformerEnergy(vocab_size=256, context=CONTEXT, width=16, depth=1, heads=2, max_steps=2)
-    return EnergyModel(energy, GradientDescent(step_size=STEP_SIZE, max_steps=BUDGET), replay_capacity=0)
+    return EnergyModel(
+        energy, GradientDescent(step_size=STEP_SIZE, max_steps=BUDGET), IREMObjective(), replay_capacity=0
+    )
 
 
 def transformer_pp() -> TransformerPP:

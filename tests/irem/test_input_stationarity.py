@@ -14,7 +14,7 @@ from irem.energies.gnn import GNNEnergy
 from irem.energies.mlp import MLPEnergy
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
-from irem.objectives import input_stationarity_loss
+from irem.objectives.irem import IREMObjective, input_stationarity_loss
 from irem.problem import Problem
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.graph import ShortestPath
@@ -47,8 +47,8 @@ def trained(weight: float, iterations: int = 150) -> tuple[Addition, EnergyModel
     m = EnergyModel(
         MLPEnergy(**task.dims(), width=32, depth=2),
         GradientDescent(step_size=1.0, max_steps=3),
+        IREMObjective(input_stationarity=weight),
         replay_capacity=0,
-        input_stationarity=weight,
     )
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
@@ -105,4 +105,4 @@ def test_inputs_without_rows_and_bad_settings_are_refused_by_name() -> None:
     ):
         input_stationarity_loss(MLPEnergy(x_dim=2, y_dim=1, width=4), p, 1.0)
     with pytest.raises(ValueError, match="input_stationarity must be >= 0"):
-        EnergyModel(MLPEnergy(x_dim=2, y_dim=1, width=4), GradientDescent(), input_stationarity=-1.0)
+        IREMObjective(input_stationarity=-1.0)

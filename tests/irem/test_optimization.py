@@ -10,6 +10,7 @@ import torch
 
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
+from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Inverse
 from irem.trainer import Trainer, lr_factor
@@ -36,7 +37,7 @@ def model(learnable: bool = True, multiplier: float = 1.0) -> tuple[Inverse, Ene
     task = Inverse(size=3, test_size=8, val_size=8)
     solver = GradientDescent(step_size=10.0, max_steps=2, learnable_step=learnable)
     return task, EnergyModel(
-        MLPEnergy(**task.dims(), width=16), solver, replay_capacity=0, step_lr_multiplier=multiplier
+        MLPEnergy(**task.dims(), width=16), solver, IREMObjective(), replay_capacity=0, step_lr_multiplier=multiplier
     )
 
 
@@ -67,4 +68,4 @@ def test_unknown_optimizer_and_schedule_list_the_choices(tmp_path) -> None:
     with pytest.raises(ValueError, match="Unknown lr_schedule 'step'. Valid choices: constant, cosine"):
         Trainer(task, m, tmp_path, lr_schedule="step")
     with pytest.raises(ValueError, match="step_lr_multiplier must be positive"):
-        EnergyModel(MLPEnergy(**task.dims(), width=4), GradientDescent(), step_lr_multiplier=0.0)
+        EnergyModel(MLPEnergy(**task.dims(), width=4), GradientDescent(), IREMObjective(), step_lr_multiplier=0.0)

@@ -23,6 +23,7 @@ from torch import Tensor
 from irem.cli import CONFIG_DIR
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
+from irem.objectives.irem import IREMObjective
 from irem.plots import study_plots
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.gradient_descent import GradientDescent
@@ -61,7 +62,7 @@ class ExactInverse(EnergyFunction):
 def study(tmp_path_factory):
     task = Inverse(size=SIZE, test_size=8, val_size=8)
     gd = GradientDescent(step_size=0.02, max_steps=4)
-    model = EnergyModel(ExactInverse(SIZE), gd, replay_capacity=0)
+    model = EnergyModel(ExactInverse(SIZE), gd, IREMObjective(), replay_capacity=0)
     adaptive = AdaptiveDescent(None, [EnergyPlateau(tol=1e-2, patience=2)], max_steps=MAX_STEPS).with_base(gd)
     result = measure(
         task,

@@ -13,6 +13,7 @@ import torch
 from irem.checkpoint import load, save_atomic
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
+from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Inverse
 from irem.trainer import Trainer
@@ -25,7 +26,9 @@ def tiny_task() -> Inverse:
 def tiny_model(task: Inverse, init_seed: int = 0) -> EnergyModel:
     torch.manual_seed(init_seed)
     energy = MLPEnergy(**task.dims(), width=32)
-    return EnergyModel(energy, GradientDescent(step_size=10.0, max_steps=3), replay_capacity=100, replay_fraction=0.5)
+    return EnergyModel(
+        energy, GradientDescent(step_size=10.0, max_steps=3), IREMObjective(), replay_capacity=100, replay_fraction=0.5
+    )
 
 
 def tiny_trainer(out_dir: Path, iterations: int, init_seed: int = 0, **kwargs) -> Trainer:

@@ -1,0 +1,1 @@
+"""Training objectives: what an energy model minimises on a batch (config group objective/)."""
