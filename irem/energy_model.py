@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.objective import Objective
+from irem.objective import Objective, TrainingBatch
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.replay import ReplayBuffer
@@ -106,7 +106,8 @@ class EnergyModel(Predictor):
     ) -> tuple[Tensor, dict[str, float]]:
         fresh = problem
         problem, y0 = self._with_replay(task, problem, generator)
-        out = self.objective.loss(task, self.energy, self.solver, problem, y0, generator, fresh=fresh)
+        batch = TrainingBatch(problem=problem, y0=y0, fresh=fresh)
+        out = self.objective.loss(task, self.energy, self.solver, batch, generator)
         logs: dict[str, float] = {}
         if out.result is not None:
             self._remember(task, problem, out.result.y)

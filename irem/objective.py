@@ -22,6 +22,20 @@ from irem.task import Task
 
 
 @dataclass
+class TrainingBatch:
+    """A training batch as an objective sees it.
+
+    `problem` is what the descent solves (the sampled instances, part of them replaced by replayed
+    ones) and `y0` where it starts (a replayed instance: where it was left); `fresh` is the batch as
+    the task sampled it, for terms that want true pairs only.
+    """
+
+    problem: Problem
+    y0: Tensor
+    fresh: Problem
+
+
+@dataclass
 class ObjectiveResult:
     """The scalar to minimise, the descent it ran (whose final iterates the replay buffer keeps;
     None for an objective that runs none) and numbers worth logging."""
@@ -37,18 +51,6 @@ class Objective(abc.ABC):
 
     @abc.abstractmethod
     def loss(
-        self,
-        task: Task,
-        energy: EnergyFunction,
-        solver: Solver,
-        problem: Problem,
-        y0: Tensor,
-        generator: torch.Generator,
-        *,
-        fresh: Problem | None = None,
+        self, task: Task, energy: EnergyFunction, solver: Solver, batch: TrainingBatch, generator: torch.Generator
     ) -> ObjectiveResult:
-        """The loss on `problem`, whose descent starts from `y0`.
-
-        `fresh` is the batch as the task sampled it, before replayed instances took part of it
-        (None: `problem` itself), for terms that want true pairs only.
-        """
+        """The loss on `batch`, descending `energy` with `solver`; `generator` draws any noise."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +20,28 @@ from irem.problem import AnswerConstraint, SolveResult
 StartSampler = Callable[[Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class SolveRequest:
+    """What a caller asks of one solve besides the energy, the input, the start and the budget.
+
+    `segment` maps answer rows to instances; `constraint` is the problem's answer constraint (fixed
+    entries, a projection), honoured at every step; `differentiable` keeps the graph of the steps
+    the solver's truncation allows, so a loss on the result trains the energy; `record_history` and
+    `record_trajectory` keep every step's energies and iterates; `snapshots` asks for the iterate
+    after each listed number of steps, so one run reports several budgets; `generator` draws noise;
+    `init` draws fresh starts, for solvers that start more than once (best-of-N).
+    """
+
+    segment: Tensor | None = None
+    constraint: AnswerConstraint | None = None
+    differentiable: bool = False
+    record_history: bool = False
+    record_trajectory: bool = False
+    snapshots: tuple[int, ...] = ()
+    generator: torch.Generator | None = None
+    init: StartSampler | None = None
+
+
 class Solver(nn.Module, abc.ABC):
     """Descends `energy` in y from `y0`. A module so a learnable step size trains with the energy."""
 
@@ -27,7 +50,6 @@ class Solver(nn.Module, abc.ABC):
     # studies run them once at their own max_steps instead of at every budget
     adaptive: bool = False
 
-    @abc.abstractmethod
     def solve(
         self,
         energy: EnergyFunction,
@@ -44,14 +66,22 @@ class Solver(nn.Module, abc.ABC):
         generator: torch.Generator | None = None,
         init: StartSampler | None = None,
     ) -> SolveResult:
-        """Run at most `budget` steps (default `max_steps`).
+        """Run at most `budget` steps (default `max_steps`) from `y0`; the keywords are `SolveRequest`'s."""
+        request = SolveRequest(
+            segment=segment,
+            constraint=constraint,
+            differentiable=differentiable,
+            record_history=record_history,
+            record_trajectory=record_trajectory,
+            snapshots=tuple(int(s) for s in snapshots),
+            generator=generator,
+            init=init,
+        )
+        return self.run(energy, x, y0, budget, request)
 
-        `constraint` is the problem's answer constraint (fixed entries, a projection), honoured at
-        every step. `differentiable` keeps the graph of the steps the solver's truncation allows,
-        so a loss on the result trains the energy. `snapshots` asks for the iterate after each
-        listed number of steps, so one run reports several budgets. `init` draws fresh starts,
-        for solvers that start more than once (best-of-N).
-        """
+    @abc.abstractmethod
+    def run(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> SolveResult:
+        """What `solve` does: the one method a solver implements (wrappers call it on what they wrap)."""
 
     @property
     def step_size(self) -> Tensor | None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.objective import Objective, ObjectiveResult
+from irem.objective import Objective, ObjectiveResult, TrainingBatch
 from irem.problem import ContinuousInput, Problem, Status, input_values, with_input_values
 from irem.solver import Solver
 from irem.task import Task
@@ -33,20 +33,13 @@ class IREMObjective(Objective):
         self.input_stationarity = float(input_stationarity)
 
     def loss(
-        self,
-        task: Task,
-        energy: EnergyFunction,
-        solver: Solver,
-        problem: Problem,
-        y0: Tensor,
-        generator: torch.Generator,
-        *,
-        fresh: Problem | None = None,
+        self, task: Task, energy: EnergyFunction, solver: Solver, batch: TrainingBatch, generator: torch.Generator
     ) -> ObjectiveResult:
+        problem = batch.problem
         result = solver.solve(
             energy,
             problem.x,
-            y0,
+            batch.y0,
             segment=problem.segment,
             constraint=problem.constraint,
             differentiable=True,
@@ -65,7 +58,7 @@ class IREMObjective(Objective):
         if self.input_stationarity > 0:  # at the fresh batch's true answers
             step_size = solver.step_size
             step_size = 1.0 if step_size is None else step_size.detach()
-            moved = input_stationarity_loss(energy, fresh or problem, step_size)
+            moved = input_stationarity_loss(energy, batch.fresh, step_size)
             loss = loss + self.input_stationarity * moved
             logs["input_stationarity"] = float(moved.detach())
         return ObjectiveResult(loss=loss, result=result, logs=logs)

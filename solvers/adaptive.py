@@ -21,7 +21,7 @@ iterate). `stopped_by` names the rule that stopped each instance.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,7 +29,6 @@ from torch import Tensor
 
 from irem.energy import EnergyFunction, select_prepared
 from irem.problem import (
-    AnswerConstraint,
     Problem,
     SolveResult,
     Status,
@@ -38,7 +37,7 @@ from irem.problem import (
     rows_of,
     select_input,
 )
-from irem.solver import Solver, StartSampler
+from irem.solver import Solver, SolveRequest
 from irem.solvers.halting import GradNorm, HaltingRule, StepInfo
 from irem.solvers.step import DescentState, StepSolver
 from irem.solvers.wrapper import WrapperSolver
@@ -92,26 +91,15 @@ class AdaptiveDescent(WrapperSolver):
             )
         return descent
 
-    def solve_inference(
-        self,
-        energy: EnergyFunction,
-        x: Any,
-        y0: Tensor,
-        budget: int | None,
-        *,
-        segment: Tensor | None,
-        constraint: AnswerConstraint | None,
-        record_history: bool,
-        record_trajectory: bool,
-        snapshots: Iterable[int],
-        generator: torch.Generator | None,
-        init: StartSampler | None,
+    def run_inference(
+        self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest
     ) -> SolveResult:
+        segment, generator = request.segment, request.generator
         gd = self._wrapped()
         T = self.max_steps if budget is None else int(budget)
         if T < 0:
             raise ValueError(f"AdaptiveDescent: budget must be >= 0, got {T}.")
-        wanted = sorted({int(s) for s in snapshots})
+        wanted = sorted(set(request.snapshots))
         if any(s < 0 or s > T for s in wanted):
             raise ValueError(f"AdaptiveDescent: snapshots {wanted} must lie in [0, budget={T}].")
         need_norm = any(isinstance(r, GradNorm) for r in self.rules)
@@ -119,9 +107,9 @@ class AdaptiveDescent(WrapperSolver):
 
         with torch.no_grad():
             px = gd.prepare_input(energy, x, False)
-            s = step.start(energy, px, y0.detach(), segment=segment, constraint=constraint, need_grad=T > 0)
+            s = step.start(energy, px, y0.detach(), request, need_grad=T > 0, create_graph=False)
             n, device = s.n, s.e.device
-            out = _Outputs(s.y, s.e, n, T, wanted, record_history, record_trajectory)
+            out = _Outputs(s.y, s.e, n, T, wanted, request.record_history, request.record_trajectory)
             idx = torch.arange(n, device=device)  # original ids of the instances still in the batch
             cur_x = x
             stopped_by = torch.full((n,), -1, dtype=torch.long, device=device)  # the rule that stopped each

@@ -19,16 +19,16 @@ unchanged. With `descent=None` the solver wraps whatever solver the trained mode
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.problem import AnswerConstraint, Problem, SolveResult, Status, instance_count, rows_of, select_input
-from irem.solver import Solver, StartSampler
+from irem.problem import Problem, SolveResult, Status, instance_count, rows_of, select_input
+from irem.solver import Solver, SolveRequest, StartSampler
 from irem.solvers.wrapper import WrapperSolver
 
 INITS = ("task", "uniform", "perturb")
@@ -106,21 +106,10 @@ class BestOfN(WrapperSolver):
         solve may pick another start than the longer solve whose winner's snapshot is reported."""
         return self.starts == 1 and (self.descent is None or self.descent.snapshots_match_budgets)
 
-    def solve_inference(
-        self,
-        energy: EnergyFunction,
-        x: Any,
-        y0: Tensor,
-        budget: int | None,
-        *,
-        segment: Tensor | None,
-        constraint: AnswerConstraint | None,
-        record_history: bool,
-        record_trajectory: bool,
-        snapshots: Iterable[int],
-        generator: torch.Generator | None,
-        init: StartSampler | None,
+    def run_inference(
+        self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest
     ) -> SolveResult:
+        segment, constraint, init = request.segment, request.constraint, request.init
         solver = self._wrapped()
         if self.init == "task" and init is None and self.starts > 1:
             raise ValueError(
@@ -129,7 +118,7 @@ class BestOfN(WrapperSolver):
                 "init='uniform' or 'perturb'."
             )
         T = self.max_steps if budget is None else int(budget)
-        wanted = sorted({int(s) for s in snapshots})
+        wanted = sorted(set(request.snapshots))
         n = instance_count(x, y0, segment)
         y0 = y0.detach()
         pool: _Pool | None = None
@@ -142,21 +131,11 @@ class BestOfN(WrapperSolver):
                 local_seg = todo if segment is None else segment
             else:
                 sub_x, sub_seg, rows, local_seg = _repeat(x, segment, n, todo, self.starts)
-                starts = self._starts(y0, rows, todo, generator, init)
+                starts = self._starts(y0, rows, todo, request.generator, init)
                 sub_constraint = None if constraint is None else constraint.rows(rows.repeat(self.starts))
             with solver.scaled_step(self.restart_shrink**r) if r else nullcontext():
-                res = solver.solve(
-                    energy,
-                    sub_x,
-                    starts,
-                    T,
-                    segment=sub_seg,
-                    constraint=sub_constraint,
-                    record_history=record_history,
-                    record_trajectory=record_trajectory,
-                    snapshots=wanted,
-                    generator=generator,
-                )
+                sub = replace(request, segment=sub_seg, constraint=sub_constraint, snapshots=tuple(wanted))
+                res = solver.run(energy, sub_x, starts, T, sub)
             if pool is None:
                 pool = _Pool(res, y0, n, T, self.pick, wanted)
             pool.merge(res, todo, rows, local_seg, self.starts, r * self.starts)

@@ -25,7 +25,6 @@ of x at every step (MLPEnergy: the x half of its first layer).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -33,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
-from irem.problem import AnswerConstraint, SolveResult, Status
-from irem.solver import StartSampler
+from irem.problem import SolveResult, Status
+from irem.solver import SolveRequest
 from irem.solvers.step import DescentStep, StepSolver, scaled_log_step
 
 
@@ -157,29 +156,16 @@ class GradientDescent(StepSolver):
     def scaled_step(self, factor: float) -> AbstractContextManager[None]:
         return scaled_log_step(self.log_step_size, factor)
 
-    def solve(
-        self,
-        energy: EnergyFunction,
-        x: Any,
-        y0: Tensor,
-        budget: int | None = None,
-        *,
-        segment: Tensor | None = None,
-        constraint: AnswerConstraint | None = None,
-        differentiable: bool = False,
-        record_history: bool = False,
-        record_trajectory: bool = False,
-        snapshots: Iterable[int] = (),
-        generator: torch.Generator | None = None,
-        init: StartSampler | None = None,
-    ) -> SolveResult:
+    def run(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> SolveResult:
+        differentiable, generator = request.differentiable, request.generator
+        record_history, record_trajectory = request.record_history, request.record_trajectory
         T = self.max_steps if budget is None else int(budget)
         randomised = differentiable and budget is None
         if randomised and self.random_steps:
             T += int(torch.randint(0, self.random_steps + 1, (1,), generator=generator))
         if T < 0:
             raise ValueError(f"GradientDescent: budget must be >= 0, got {T}.")
-        wanted = {int(s) for s in snapshots}
+        wanted = set(request.snapshots)
         if any(s < 0 or s > T for s in wanted):
             raise ValueError(f"GradientDescent: snapshots {sorted(wanted)} must lie in [0, budget={T}].")
         first_graph_step = 0 if self.truncate == 0 else T - self.truncate
@@ -194,7 +180,7 @@ class GradientDescent(StepSolver):
         y = y0 if differentiable else y0.detach()
         x = self.prepare_input(energy, x, differentiable)
         step = self.descent_step()
-        s = step.start(energy, x, y, segment=segment, constraint=constraint, need_grad=T > 0, create_graph=graph_at(0))
+        s = step.start(energy, x, y, request, need_grad=T > 0, create_graph=graph_at(0))
         if randomised and self.random_step_size:  # per-instance multiplier of step_size, uniform in [1/2, 2]
             gen_device = generator.device if generator is not None else s.e.device
             draw = torch.rand(s.n, generator=generator, device=gen_device, dtype=y.dtype).to(s.e.device)
@@ -216,7 +202,6 @@ class GradientDescent(StepSolver):
                 need_grad=t < T,
                 create_graph=graph_at(t),
                 evaluate=t < T or final_energy_needed,
-                track_best=t < T or final_energy_needed,
             )
             if history is not None:
                 history.append(s.e.detach())

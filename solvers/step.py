@@ -32,7 +32,7 @@ from torch import Tensor
 
 from irem.energy import EnergyFunction, describe
 from irem.problem import AnswerConstraint, Status, per_instance_sum, per_row
-from irem.solver import Solver
+from irem.solver import Solver, SolveRequest
 
 
 @dataclass
@@ -176,17 +176,12 @@ class DescentStep:
 
     # -- the first iterate --------------------------------------------------------------------
     def start(
-        self,
-        energy: EnergyFunction,
-        x: Any,
-        y0: Tensor,
-        *,
-        segment: Tensor | None = None,
-        constraint: AnswerConstraint | None = None,
-        need_grad: bool = True,
-        create_graph: bool = False,
+        self, energy: EnergyFunction, x: Any, y0: Tensor, request: SolveRequest, need_grad: bool, create_graph: bool
     ) -> DescentState:
-        """The state at `y0` (constrained), its energy and gradient; non-finite instances start diverged."""
+        """The state at `y0` (constrained), its energy and gradient; non-finite instances start diverged.
+
+        The request's segment and constraint stay with the state for every later step."""
+        segment, constraint = request.segment, request.constraint
         y = y0 if constraint is None else constraint.apply(y0)
         e, g = energy_and_grad(energy, x, y, 0, need_grad, create_graph)
         if e.dim() != 1:
@@ -233,14 +228,13 @@ class DescentStep:
         need_grad: bool = True,
         create_graph: bool = False,
         evaluate: bool = True,
-        track_best: bool = True,
     ) -> None:
         """Advance `s` by step `t` of `budget`, in place.
 
         `need_grad`: compute the gradient at the new iterate (not after the last step).
-        `evaluate=False` skips the energy of the new iterate (a training solve's last step, when
-        nothing reads it); every proposal is then accepted. `track_best=False` leaves the best
-        iterate alone.
+        `create_graph`: keep the step's graph (a differentiable solve). `evaluate=False` skips the
+        energy of the new iterate when nothing reads it (a training solve's last step); every
+        proposal is then accepted and the best iterate is left alone.
         """
         seg, n = s.segment, s.n
         if self.grad_tol is not None:
@@ -289,7 +283,7 @@ class DescentStep:
         s.accepted = accept
         if s.velocity is not None and self.restart:
             s.velocity = self.restart_velocity(s.velocity, s.g, seg, n)
-        if track_best:
+        if evaluate:
             self.track_best(s, t)
 
     def track_best(self, s: DescentState, t: int) -> None:

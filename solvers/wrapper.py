@@ -10,16 +10,14 @@ configured without a descent (`descent: null`) takes the solver of the model it 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from irem.energy import EnergyFunction
-from irem.problem import AnswerConstraint, SolveResult
-from irem.solver import Solver, StartSampler
+from irem.problem import SolveResult
+from irem.solver import Solver, SolveRequest
 
 
 class WrapperSolver(Solver):
@@ -49,49 +47,13 @@ class WrapperSolver(Solver):
     def scaled_step(self, factor: float) -> AbstractContextManager[None]:
         return self._wrapped().scaled_step(factor)
 
-    def solve(
-        self,
-        energy: EnergyFunction,
-        x: Any,
-        y0: Tensor,
-        budget: int | None = None,
-        *,
-        segment: Tensor | None = None,
-        constraint: AnswerConstraint | None = None,
-        differentiable: bool = False,
-        record_history: bool = False,
-        record_trajectory: bool = False,
-        snapshots: Iterable[int] = (),
-        generator: torch.Generator | None = None,
-        init: StartSampler | None = None,
-    ) -> SolveResult:
-        records = {
-            "segment": segment,
-            "constraint": constraint,
-            "init": init,
-            "record_history": record_history,
-            "record_trajectory": record_trajectory,
-            "snapshots": snapshots,
-            "generator": generator,
-        }
-        if differentiable:  # training: the wrapped solver's plain descent, its own budget
-            return self._wrapped().solve(energy, x, y0, budget, differentiable=True, **records)
-        return self.solve_inference(energy, x, y0, budget, **records)
+    def run(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> SolveResult:
+        if request.differentiable:  # training: the wrapped solver's plain descent, its own budget
+            return self._wrapped().run(energy, x, y0, budget, request)
+        return self.run_inference(energy, x, y0, budget, request)
 
     @abc.abstractmethod
-    def solve_inference(
-        self,
-        energy: EnergyFunction,
-        x: Any,
-        y0: Tensor,
-        budget: int | None,
-        *,
-        segment: Tensor | None,
-        constraint: AnswerConstraint | None,
-        record_history: bool,
-        record_trajectory: bool,
-        snapshots: Iterable[int],
-        generator: torch.Generator | None,
-        init: StartSampler | None,
+    def run_inference(
+        self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest
     ) -> SolveResult:
         """What the wrapper does at inference, with the same records as `Solver.solve`."""

@@ -9,7 +9,6 @@ rescue an instance whose every start diverged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ from torch import Tensor
 
 from irem.energies.gnn import GNNEnergy
 from irem.energy import EnergyFunction
-from irem.problem import AnswerConstraint, SolveResult, Status
-from irem.solver import Solver
+from irem.problem import SolveResult, Status
+from irem.solver import Solver, SolveRequest
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.best_of_n import BestOfN
 from irem.solvers.gradient_descent import GradientDescent
@@ -53,35 +52,9 @@ class Recording(Solver):
         self.max_steps = inner.max_steps
         self.calls: list[dict[str, Any]] = []
 
-    def solve(
-        self,
-        energy: EnergyFunction,
-        x: Any,
-        y0: Tensor,
-        budget: int | None = None,
-        *,
-        segment: Tensor | None = None,
-        constraint: AnswerConstraint | None = None,
-        differentiable: bool = False,
-        record_history: bool = False,
-        record_trajectory: bool = False,
-        snapshots: Iterable[int] = (),
-        generator: torch.Generator | None = None,
-        init: Any = None,
-    ) -> SolveResult:
-        res = self.inner.solve(
-            energy,
-            x,
-            y0,
-            budget,
-            segment=segment,
-            constraint=constraint,
-            differentiable=differentiable,
-            record_history=record_history,
-            record_trajectory=record_trajectory,
-            snapshots=snapshots,
-            generator=generator,
-        )
+    def run(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> SolveResult:
+        res = self.inner.run(energy, x, y0, budget, request)
+        segment = request.segment
         self.calls.append({"x": x, "y0": y0, "segment": segment, "result": res})
         return res
 
