@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from irem.problem import Problem, per_instance_mean
+from irem.problem import AnswerConstraint, Problem, per_instance_mean
 
 SPLITS = ("train", "val", "test", "harder")
 
@@ -142,11 +142,21 @@ class Task(abc.ABC):
         cannot be stored one by one (graph batches, text windows) overrides this and `from_replay`."""
         if problem.segment is not None or not isinstance(problem.x, Tensor) or problem.target is None:
             return None
-        return {"x": problem.x, "target": problem.target, "y": y}
+        items = {"x": problem.x, "target": problem.target, "y": y}
+        c = problem.constraint
+        if c is not None:
+            if c.project is not None:  # a callable is not a tensor: such a task stores its own format
+                return None
+            items.update(fixed_mask=c.mask, fixed_values=c.values)
+        return items
 
     def from_replay(self, items: dict[str, Tensor]) -> tuple[Problem, Tensor]:
-        """The problem and starting answers `replay_items` stored (replayed items lose their difficulty)."""
-        return Problem(x=items["x"], target=items["target"], difficulty=None), items["y"]
+        """The problem and starting answers `replay_items` stored (replayed items lose their difficulty,
+        and keep their fixed entries)."""
+        constraint = None
+        if "fixed_mask" in items:
+            constraint = AnswerConstraint(mask=items["fixed_mask"], values=items["fixed_values"])
+        return Problem(x=items["x"], target=items["target"], difficulty=None, constraint=constraint), items["y"]
 
     def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
         """Per-instance metrics; evaluation averages them and can cut them by difficulty."""

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from irem.problem import Problem
+from irem.problem import AnswerConstraint, Problem
 from irem.task import Task, per_instance_level
 
 
@@ -145,16 +145,28 @@ class LowRank(MatrixTask):
 
     U, V ~ N(0, 1) of size x size/2. The knob is the divisor d (20 in training, 5 harder): a
     smaller d makes the low-rank part larger against the noise.
+
+    `clamp_observed`: the observed entries are known, so the answer keeps them fixed (an
+    `AnswerConstraint` on every problem; every solver leaves them at their values) and descent
+    only completes the rest. Off by default, as IREM has it: the energy must then learn to
+    reproduce them.
     """
 
     name = "lowrank"
 
     def __init__(
-        self, size: int = 20, difficulty: float = 20.0, harder_difficulty: float = 5.0, keep: float = 0.5, **split_args
+        self,
+        size: int = 20,
+        difficulty: float = 20.0,
+        harder_difficulty: float = 5.0,
+        keep: float = 0.5,
+        clamp_observed: bool = False,
+        **split_args,
     ) -> None:
         if not 0 < keep <= 1:
             raise ValueError(f"LowRank: keep must be in (0, 1], got {keep}.")
         self.keep = float(keep)
+        self.clamp_observed = bool(clamp_observed)
         super().__init__(size, difficulty=difficulty, harder_difficulty=harder_difficulty, **split_args)
 
     def generate(self, n: int, difficulty: float | Tensor, generator: torch.Generator) -> Problem:
@@ -167,9 +179,9 @@ class LowRank(MatrixTask):
         noise = 0.1 * torch.randn(n, self.size, self.size, generator=generator)
         r = noise + u @ v.transpose(1, 2) / d.view(n, 1, 1)
         mask = (torch.rand(n, self.size, self.size, generator=generator) < self.keep).float()
-        return Problem(
-            x=(r * mask).reshape(n, -1), target=r.reshape(n, -1), difficulty=1.0 / d, info={"mask": mask.reshape(n, -1)}
-        )
+        x, observed = (r * mask).reshape(n, -1), mask.reshape(n, -1)
+        constraint = AnswerConstraint(mask=observed.bool(), values=x) if self.clamp_observed else None
+        return Problem(x=x, target=r.reshape(n, -1), difficulty=1.0 / d, info={"mask": observed}, constraint=constraint)
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
         """Observed entries must be reproduced; the completion must have rank <= size/2 + noise.

@@ -9,6 +9,10 @@ import pytest
 import scipy.linalg
 import torch
 
+from irem.energies.mlp import MLPEnergy
+from irem.energy_model import EnergyModel
+from irem.objectives.irem import IREMObjective
+from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Addition, Inverse, LowRank
 
 
@@ -177,3 +181,32 @@ def test_train_range_must_be_an_ordered_positive_pair() -> None:
     for bad in ([0.0, 1.0], [1.0, 0.5], [0.1]):
         with pytest.raises(ValueError, match=r"Inverse: train_range must be \[lo, hi\] with 0 < lo <= hi"):
             Inverse(size=4, train_range=bad)
+
+
+def test_lowrank_clamping_keeps_observed_entries_through_training_and_replay() -> None:
+    """With clamp_observed the observed entries are the answer's fixed entries: every iterate and
+    every replayed instance keeps them, and the same instances are drawn as without clamping."""
+    plain, clamped = (
+        LowRank(size=6, test_size=8, val_size=8),
+        LowRank(size=6, clamp_observed=True, test_size=8, val_size=8),
+    )
+    p, q = plain.split("test"), clamped.split("test")
+    assert p.constraint is None and torch.equal(p.x, q.x) and torch.equal(p.target, q.target)
+    observed = q.info["mask"].bool()
+    assert torch.equal(q.constraint.mask, observed) and torch.equal(q.constraint.values[observed], q.x[observed])
+    assert clamped.check(q, q.constraint.apply(torch.zeros_like(q.target))).all()  # observed entries alone pass check
+
+    model = EnergyModel(
+        MLPEnergy(**clamped.dims(), width=16),
+        GradientDescent(step_size=1.0, max_steps=3),
+        IREMObjective(),
+        replay_capacity=64,
+    )
+    g = torch.Generator().manual_seed(0)
+    model.training_loss(clamped, clamped.sample(16, g), g)
+    mixed, y0 = model._with_replay(clamped, clamped.sample(16, g), g)
+    assert mixed.constraint is not None and mixed.constraint.mask.shape == mixed.target.shape
+    stored = model.replay.sample(16, g)
+    assert torch.equal(stored["y"][stored["fixed_mask"]], stored["fixed_values"][stored["fixed_mask"]])
+    answer = model.predict(clamped, q, [3], g).answers["3"]
+    assert torch.equal(answer[observed], q.x[observed])
