@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from irem.energies.mlp import make_activation
+from irem.networks.mlp import make_activation
 from irem.predictor import Predictions
 from irem.problem import Problem
 from irem.task import Task

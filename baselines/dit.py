@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irem.baselines.common import check_budgets
-from irem.energies.vision import Backbone, check_images
+from irem.networks.vision import Backbone, check_images
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

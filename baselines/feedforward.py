@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from irem.baselines.common import answer_shape, check_activation, check_budgets, check_sizes, flat_input, mean_loss
-from irem.energies.mlp import mlp
+from irem.networks.mlp import mlp
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

@@ -24,8 +24,8 @@ from irem.baselines.common import (
     iterates_loss,
     mean_loss,
 )
-from irem.energies.gnn import AGGRS, check_choice, check_graph
-from irem.energies.mlp import make_activation
+from irem.networks.graph import AGGRS, check_choice, check_graph
+from irem.networks.mlp import make_activation
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

@@ -21,7 +21,7 @@ from irem.baselines.common import (
     flat_input,
     iterates_loss,
 )
-from irem.energies.mlp import mlp
+from irem.networks.mlp import mlp
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

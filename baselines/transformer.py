@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from irem.baselines.common import check_budgets
-from irem.energies.transformer import Block, RMSNorm, check_transformer_sizes, rotary_tables, window_tokens
+from irem.networks.transformer import Block, RMSNorm, check_transformer_sizes, rotary_tables, window_tokens
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem
 from irem.task import Task

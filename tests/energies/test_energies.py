@@ -13,8 +13,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from irem.config import valid_keys
-from irem.energies.mlp import MLPEnergy, make_activation, mlp
+from irem.energies.mlp import MLPEnergy
 from irem.energy import EnergyFunction, check_energy_fits, describe
+from irem.networks.mlp import make_activation, mlp
 from irem.problem import Problem
 from irem.task import Task
 from irem.tasks.matrix import Inverse

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from irem.energies.vision import Backbone, VisionEnergy, sincos_2d
+from irem.energies.vision import VisionEnergy
 from irem.energy_model import EnergyModel
+from irem.networks.vision import Backbone, sincos_2d
 from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.images import ImageDenoising

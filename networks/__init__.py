@@ -1,0 +1,1 @@
+"""Network blocks shared by energies and baselines, one module per family of networks."""
