@@ -137,9 +137,9 @@ class AdaptiveDescent(WrapperSolver):
                 out.record(t, idx, s.steps > before, s, segment)
 
                 if t < T:
-                    m = s.n
-                    g = s.g
-                    gnorm = per_instance_sum(g**2, s.segment, m).sqrt() if need_norm else torch.full_like(s.e, math.nan)
+                    gnorm = (
+                        per_instance_sum(s.g**2, s.segment, s.n).sqrt() if need_norm else torch.full_like(s.e, math.nan)
+                    )
                     info = StepInfo(
                         t=t,
                         energy=s.e,

@@ -157,10 +157,6 @@ class DescentStep:
     at step t of `budget`.
     """
 
-    @property
-    def step_size(self) -> Tensor:
-        return self.log_step_size.exp()
-
     log_step_size: Tensor
     multiplier: Callable[[int, int], float]
     scheduled: bool = False
@@ -173,6 +169,10 @@ class DescentStep:
     momentum: float = 0.0
     restart: bool = False
     detach_steps: bool = False
+
+    @property
+    def step_size(self) -> Tensor:
+        return self.log_step_size.exp()
 
     # -- the first iterate --------------------------------------------------------------------
     def start(
