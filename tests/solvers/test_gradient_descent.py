@@ -75,6 +75,12 @@ def quadratic_problem(n: int = 4, dim: int = 3, seed: int = 0, w_range=(0.5, 2.0
     return torch.stack([b, w], 1), y0
 
 
+def task_starts(like: Tensor, seed: int):
+    """A task's start sampler (U(-1, 1), as Task.init_answer draws), for solvers that restart."""
+    g = gen(seed)
+    return lambda index: torch.rand(index.numel(), *like.shape[1:], generator=g, dtype=like.dtype) * 2 - 1
+
+
 def energy_of(energy: EnergyFunction, x, y: Tensor) -> Tensor:
     with torch.no_grad():
         return energy.energy(x, y)
@@ -104,7 +110,7 @@ def test_config_descends_convex_quadratic(make_solver) -> None:
     solver = make_solver(step_size=0.5)
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
-    result = solver.solve(energy, x, y0, budget=60, generator=gen(1))
+    result = solver.solve(energy, x, y0, budget=60, generator=gen(1), init=task_starts(y0, 1))
     assert result.y.shape == y0.shape and result.y.dtype == DT
     assert (result.status != int(Status.DIVERGED)).all()
     e0, e_end = energy_of(energy, x, y0), energy_of(energy, x, result.y)
@@ -120,10 +126,10 @@ def test_config_snapshots_equal_separate_runs(make_solver) -> None:
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
     budgets = [0, 1, 3, 7]
-    full = solver.solve(energy, x, y0, budget=7, snapshots=budgets, generator=gen(2))
+    full = solver.solve(energy, x, y0, budget=7, snapshots=budgets, generator=gen(2), init=task_starts(y0, 2))
     assert sorted(full.snapshots) == budgets
     for b in budgets:
-        alone = solver.solve(energy, x, y0, budget=b, generator=gen(2))
+        alone = solver.solve(energy, x, y0, budget=b, generator=gen(2), init=task_starts(y0, 2))
         assert torch.equal(full.snapshots[b], alone.y), f"snapshot {b}"
     assert torch.equal(full.snapshots[7], full.y)
 
@@ -137,7 +143,7 @@ def test_config_best_pairs_energy_with_its_iterate(make_solver) -> None:
     y0 = torch.tensor([[1.0, 0.01], [2.0, 0.02], [-1.0, 0.005]], dtype=DT)
     x = torch.stack([b, w], 1)
     energy = Quadratic(2)
-    r = solver.solve(energy, x, y0, budget=30, record_history=True, generator=gen(3))
+    r = solver.solve(energy, x, y0, budget=30, record_history=True, generator=gen(3), init=task_starts(y0, 3))
     hist = r.energy_history
     assert hist.shape == (31, n)
     idx = torch.arange(n)
@@ -152,7 +158,7 @@ def test_config_differentiable_solve_trains_the_energy(make_solver) -> None:
     solver = make_solver(step_size=0.5, max_steps=4)
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
-    r = solver.solve(energy, x, y0, differentiable=True, generator=gen(4))
+    r = solver.solve(energy, x, y0, differentiable=True, generator=gen(4), init=task_starts(y0, 4))
     assert r.y.requires_grad
     (r.y**2).sum().backward()
     assert energy.theta.grad is not None and torch.isfinite(energy.theta.grad).all()
