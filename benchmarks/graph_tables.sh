@@ -1,5 +1,5 @@
 #!/bin/bash
-# Graph tables (docs/graph.md): the IREM GNN energy and both GNN baselines on shortest path and
+# Graph tables (docs/results/graph.md): the IREM GNN energy and both GNN baselines on shortest path and
 # connectivity, 1500 iterations each at batch 128, evaluated on 200 graphs per split at 10..50 nodes.
 # Two lanes share the work: run `benchmarks/graph_tables.sh fwd & benchmarks/graph_tables.sh rev`.
 cd "$(dirname "$0")/.."
