@@ -15,9 +15,9 @@ the graph energy's descent):
             instances leave the batch.
 
 The defaults momentum 0.2 and grad-tol 5e-3 were chosen for the 4000-iteration preset on a draw
-with --seed 1 (the setting meeting all three targets with the widest error margin), and the README
-reports --seed 0, which that choice never saw. The energy, accept-if-lower and the momentum option
-itself were chosen earlier, partly on --seed 0 with the 2000-iteration model.
+with --seed 1 (the setting meeting all three targets with the widest error margin), and
+docs/results/adaptive.md reports --seed 0, which that choice never saw. The energy, accept-if-lower
+and the momentum option itself were chosen earlier, partly on --seed 0 with the 2000-iteration model.
 
 Reported: MSE of each (adaptive/fixed ratio), wall-clock of each (median of --repeats
 interleaved runs, ratio), and the Spearman rank correlation between an instance's condition

@@ -6,7 +6,7 @@ For square-matrix tasks (x: k matrices of size n x n, y: one n x n matrix) the e
 
 IREM's MLP on concat(y, x) has to build every product of an input entry with an answer entry out
 of additive units; matrix inverse is defined by one (A Y = I), and the plain MLP leaves
-ill-conditioned instances unsolved (README "Adaptive computation"). Handing it the products is a
+ill-conditioned instances unsolved (docs/results/adaptive.md). Handing it the products is a
 multiplicative-interaction layer: the energy is still learned end to end and knows nothing of the
 task, but a residual such as A Y - I is now one linear map of its input. Its descent then inherits
 the conditioning of the input matrix, which is what makes harder instances take more steps.
