@@ -11,9 +11,10 @@ one answer. Every row carries the training tokens and seconds of its run, so the
 matched tokens and at matched wall-clock.
 
     python benchmarks/text_system2.py --ebt runs/text/ebt_system1 runs/text/ebt_system2 \\
-        --transformer runs/text/transformer_pp runs/text/transformer_pp_tokens --out docs/text
+        --transformer runs/text/transformer_pp runs/text/transformer_pp_tokens --out runs/text/report
 
-Writes <out>/text_system2.json and .md; the last printed line is key=value pairs.
+Writes <out>/text_system2.json and .md; the last printed line is key=value pairs. The measured
+tables are in docs/results/text.md.
 """
 
 from __future__ import annotations
