@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--grid-patches", type=int, default=6)
     parser.add_argument("--grid-ebt", type=int, default=3, help="EBT steps shown in the grid")
     parser.add_argument("--grid-dit", type=int, default=100, help="DDIM steps shown in the grid")
-    parser.add_argument("--out", default="docs/vision")
+    parser.add_argument("--out", default="runs/vision/report")
     parser.add_argument("--tb", default="runs/vision/benchmark/tb")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
