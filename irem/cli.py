@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from irem.build import build_model, build_solver, build_task, load_run
-from irem.checkpoint import load
+from irem.checkpoint import load, run_checkpoint
 from irem.config import CONFIG_DIR, constructor_default, register_schemas, to_container, unknown_key_message, valid_keys
 from irem.evaluation import evaluate as run_evaluation
 from irem.evaluation import format_table, write_results
@@ -37,7 +37,7 @@ from irem.predictor import Predictor
 from irem.study import StudyError, ignored_overrides, preflight, training_config
 from irem.study import run as run_study
 from irem.task import Task
-from irem.trainer import CHECKPOINT, Trainer, resolve_device
+from irem.trainer import Trainer, resolve_device
 
 register_schemas()
 
@@ -112,7 +112,7 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
             )
     model = build_model(cfg, task)
     config = to_container(cfg)
-    ckpt = Path(out_dir) / "checkpoints" / CHECKPOINT
+    ckpt = run_checkpoint(out_dir)
     if cfg.resume and ckpt.exists():
         differ = _same_run(load(ckpt)["config"], config)
         if differ:

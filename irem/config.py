@@ -33,9 +33,16 @@ def _config_dir() -> str:
 
 CONFIG_DIR = _config_dir()
 
+# The step budgets irem-train's evaluation, irem-eval and irem-study report when none are given.
+DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
+
 
 @dataclass
 class TrainerConfig:
+    """The trainer's settings and the one copy of their defaults: irem-train's `trainer:` section
+    and `Trainer(..., **settings)` in library code both start from these. configs/train.yaml sets
+    its own short run on top (300 iterations at lr 1e-3)."""
+
     iterations: int = 300
     batch_size: int = 512
     lr: float = 1e-4
@@ -67,7 +74,7 @@ class ModelConfig:
 class EvalConfig:
     run: bool = True
     splits: list[str] = field(default_factory=lambda: ["test", "harder"])
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 40, 80])
+    budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     batch_size: int = 1000
 
 
@@ -153,7 +160,7 @@ class StudyConfig:
     knobs: dict[str, KnobConfig] = field(default_factory=dict)
     mixed: bool = True
     instances: int = 200
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 40, 80])
+    budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     batch_size: int = 1000
     plots: bool = True
     progress: bool = True

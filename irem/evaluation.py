@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
+from irem.config import DEFAULT_BUDGETS
 from irem.predictor import Predictor
 from irem.task import Task
-
-DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
 
 
 def eval_generator(seed: int, purpose: str) -> torch.Generator:

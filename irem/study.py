@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from irem.build import build_solver
 from irem.evaluation import format_table
-from irem.predictor import Predictor
+from irem.predictor import Predictor, check_budgets
 from irem.problem import Problem, SolveResult, Status
 from irem.solver import Solver
 from irem.task import Task
@@ -163,11 +163,12 @@ def study_levels(task: Task, levels: Sequence[float] | None, defaults: Sequence[
     return levels
 
 
-def check_budgets(budgets: Sequence[int]) -> list[int]:
-    out = sorted({int(b) for b in budgets})
-    if not out or out[0] < 1:
-        raise StudyError(f"budgets must be step counts >= 1, e.g. [1,2,5,10]; got {list(budgets)}.")
-    return out
+def study_budgets(budgets: Sequence[int]) -> list[int]:
+    """The fixed solvers' budgets, sorted; a study needs at least one step (budget 0 is the start)."""
+    try:
+        return check_budgets(budgets, minimum=1)
+    except ValueError as err:
+        raise StudyError(str(err)) from err
 
 
 # -- problem sets -------------------------------------------------------------------------------
@@ -313,7 +314,7 @@ def run_sweep(
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(cells, instance rows): every solver on every set at every budget (adaptive: its own)."""
-    budgets = check_budgets(budgets)
+    budgets = study_budgets(budgets)
     device = torch.device(device)
     parts = {s.name: _parts(task, s, int(batch_size), seed, device) for s in sets}
     total = sum(len(sets) * (1 if is_adaptive(sv) else len(budgets)) for sv in solvers.values())
@@ -573,7 +574,7 @@ def measure(
     configs: dict[str, Any] | None = None,
 ) -> Study:
     """The whole study of `model` in memory: sets, sweep, per-level aggregates, correlations."""
-    budgets = check_budgets(budgets)
+    budgets = study_budgets(budgets)
     sets = make_sets(task, levels, instances, seed, mixed)
     cells, rows = run_sweep(task, model, solvers, sets, budgets, seed, batch_size, device, progress)
     return Study(
@@ -605,7 +606,7 @@ def preflight(cfg: DictConfig, task: Task, config_dir: str | Path) -> None:
     fails at once (one instance per level is generated: the task itself judges its levels)."""
     if cfg.get("solver") is None:
         solver_configs(list(cfg.solvers), config_dir)
-    check_budgets(cfg.budgets)
+    study_budgets(cfg.budgets)
     knob = (cfg.get("knobs") or {}).get(task.name) or {}
     make_sets(task, study_levels(task, cfg.levels, knob.get("levels")), 1, cfg.seed, mixed=False)
 

@@ -20,6 +20,13 @@ from irem.problem import Problem, per_instance_mean
 SPLITS = ("train", "val", "test", "harder")
 
 
+def split_generator(split_seed: int, name: str) -> torch.Generator:
+    """The generator of the fixed split `name`: seeded from the task's `split_seed` and the name,
+    so every split has its own stream and no training run can draw it. crc32 rather than hash():
+    stable across processes, so a split is the same everywhere."""
+    return torch.Generator().manual_seed(int(split_seed) * 1000 + zlib.crc32(name.encode()) % 1000)
+
+
 def per_instance_level(level: float | Tensor, n: int) -> Tensor:
     """A difficulty as one float per instance; checks the count and the shape."""
     if int(n) < 1:
@@ -103,9 +110,7 @@ class Task(abc.ABC):
         if name not in levels:
             raise ValueError(f"Unknown split '{name}' for task '{self.name}'. Valid splits: {', '.join(levels)}.")
         if name not in self._split_cache:
-            # crc32 rather than hash(): stable across processes, so the split is the same everywhere.
-            seed = self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000
-            g = torch.Generator().manual_seed(seed)
+            g = split_generator(self.split_seed, name)
             size = self.val_size if name == "val" else self.test_size
             level = levels[name]
             if level is None:

@@ -24,7 +24,6 @@ replaced by `ood` (present only with `ood_path`).
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from irem.problem import Problem
-from irem.task import Task
+from irem.task import Task, split_generator
 
 VOCAB_SIZE = 256  # bytes
 
@@ -264,9 +263,8 @@ class TextTask(Task):
         if name not in self.regions:
             raise ValueError(f"Unknown split '{name}' for task 'text'. Valid splits: {', '.join(self.regions)}.")
         if name not in self._split_cache:
-            seed = self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000
             size = self.val_size if name == "val" else self.test_size
-            self._split_cache[name] = self.windows_from(name, size, torch.Generator().manual_seed(seed))
+            self._split_cache[name] = self.windows_from(name, size, split_generator(self.split_seed, name))
         return self._split_cache[name]
 
     def answer_shape(self, problem: Problem) -> tuple[int, ...]:

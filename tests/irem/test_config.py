@@ -197,3 +197,16 @@ def test_default_config_is_a_short_cpu_inverse_run(compose_config) -> None:
     cfg = compose_config("train", SMALL)
     assert cfg.task._target_ == "irem.tasks.matrix.Inverse" and cfg.device == "cpu" and cfg.resume is True
     assert torch.device(cfg.device).type == "cpu"
+
+
+def test_one_budget_list_is_the_default_everywhere(compose_config) -> None:
+    """irem-train's evaluation, irem-eval, irem-study and evaluate() share DEFAULT_BUDGETS."""
+    import inspect
+
+    from irem.config import DEFAULT_BUDGETS
+    from irem.evaluation import evaluate
+
+    assert list(compose_config("train", ()).eval.budgets) == list(DEFAULT_BUDGETS)
+    assert list(compose_config("evaluate", ("run_dir=x",)).eval.budgets) == list(DEFAULT_BUDGETS)
+    assert list(compose_config("study", ()).budgets) == list(DEFAULT_BUDGETS)
+    assert inspect.signature(evaluate).parameters["budgets"].default == DEFAULT_BUDGETS
