@@ -51,6 +51,21 @@ class Task(abc.ABC):
 
     name: ClassVar[str] = "task"
 
+    # -- how studies and tables describe the task (irem-study, irem-eval eval.levels) ---------------
+    study_levels: ClassVar[tuple[float, ...] | None] = None
+    """The difficulty levels a study sweeps unless told (`levels=`); None: the levels of the
+    task's own splits."""
+    level_label: ClassVar[str | None] = "level"
+    """What the level `generate` takes is called on plots and tables (the inverse task's
+    "diagonal shift c"); None for a task whose `generate` ignores it, which has no levels to sweep."""
+    difficulty_label: ClassVar[str] = "difficulty"
+    """What the per-instance `Problem.difficulty` the task records is called, with its units
+    ("condition number", "nodes")."""
+    error_metric: ClassVar[str] = "mse"
+    """The metric of `metrics` a study reports as its headline."""
+    higher_is_better: ClassVar[frozenset[str]] = frozenset()
+    """The metrics of `metrics` where a larger value is better (accuracy, PSNR); the rest are errors."""
+
     def __init__(
         self,
         difficulty: float,

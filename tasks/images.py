@@ -193,6 +193,9 @@ class ImageDenoising(Task):
     """Denoise `size` x `size` patches of real photographs; the noise level is the difficulty."""
 
     name = "images"
+    level_label = "noise level sigma"
+    difficulty_label = "noise level sigma"
+    higher_is_better = frozenset({"psnr"})
 
     def __init__(
         self,

@@ -161,6 +161,10 @@ class TextTask(Task):
     """Next-byte prediction on a corpus split into contiguous train / val / test regions."""
 
     name = "text"
+    level_label = None  # generate ignores its difficulty: no levels to sweep, only the splits
+    difficulty_label = "bytes of context"
+    error_metric = "ce"
+    higher_is_better = frozenset({"accuracy"})
 
     def __init__(
         self,
