@@ -210,3 +210,13 @@ def test_one_budget_list_is_the_default_everywhere(compose_config) -> None:
     assert list(compose_config("evaluate", ("run_dir=x",)).eval.budgets) == list(DEFAULT_BUDGETS)
     assert list(compose_config("study", ()).budgets) == list(DEFAULT_BUDGETS)
     assert inspect.signature(evaluate).parameters["budgets"].default == DEFAULT_BUDGETS
+
+
+def test_one_torch_thread_by_default_and_null_keeps_torchs(compose_config) -> None:
+    from irem.config import DEFAULT_THREADS
+
+    assert DEFAULT_THREADS == 1
+    for name in ("train", "study"):
+        assert compose_config(name, ()).threads == 1
+        assert compose_config(name, ("threads=null",)).threads is None
+    assert compose_config("evaluate", ("run_dir=x",)).threads == 1
