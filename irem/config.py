@@ -177,20 +177,38 @@ class StudyConfig:
     name: str = "study"
 
 
-def model_name(baseline_choice: Any) -> str:
-    """`energy` for an energy model, else the baseline's config name (used in run names)."""
-    return "energy" if baseline_choice in (None, "None", "null") else str(baseline_choice)
+# IREM's plain descent, the default solver of irem-train and of irem-study's training: a run name
+# leaves it unsaid (inverse-energy), any other solver is named (inverse-energy-gd_learned_step).
+PLAIN_SOLVER = "gd"
+
+
+def _unset(choice: Any) -> bool:
+    return choice in (None, "None", "null")
+
+
+def solver_suffix(solver_choice: Any) -> str:
+    """"" for the plain solver (or none), else "-<solver>", so runs of other solvers get run
+    directories, and checkpoints, of their own."""
+    return "" if _unset(solver_choice) or str(solver_choice) == PLAIN_SOLVER else f"-{solver_choice}"
+
+
+def model_name(baseline_choice: Any, solver_choice: Any = None) -> str:
+    """The model part of a run name: `energy` (plus the solver unless it is the plain one), else the
+    baseline's config name (a baseline has no solver to name)."""
+    return "energy" + solver_suffix(solver_choice) if _unset(baseline_choice) else str(baseline_choice)
 
 
 def study_dir(run_dir: Any, fresh: str, stamp: str) -> str:
     """Where irem-study writes: `fresh` when it trains its own model, else a timestamped folder
     inside the studied run (as irem-eval does), so a study never overwrites the run's config."""
-    return fresh if run_dir in (None, "None", "null") else f"{run_dir}/study/{stamp}"
+    return fresh if _unset(run_dir) else f"{run_dir}/study/{stamp}"
 
 
 def register_schemas() -> None:
     if not OmegaConf.has_resolver("model_name"):
         OmegaConf.register_new_resolver("model_name", model_name)
+    if not OmegaConf.has_resolver("solver_suffix"):
+        OmegaConf.register_new_resolver("solver_suffix", solver_suffix)
     if not OmegaConf.has_resolver("study_dir"):
         OmegaConf.register_new_resolver("study_dir", study_dir)
     cs = ConfigStore.instance()
