@@ -33,6 +33,13 @@ def _config_dir() -> str:
 
 CONFIG_DIR = _config_dir()
 
+
+class SettingError(ValueError):
+    """A setting a command cannot use (an unknown solver, a level the task rejects, a misspelt
+    solver setting): the message says what was wrong and lists the valid choices, and the
+    commands print it without a traceback."""
+
+
 # The step budgets irem-train's evaluation, irem-eval and irem-study report when none are given.
 DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
 
@@ -78,8 +85,14 @@ class ModelConfig:
 
 @dataclass
 class EvalConfig:
+    """What irem-train evaluates after training and irem-eval evaluates of a trained run."""
+
     run: bool = True
     splits: list[str] = field(default_factory=lambda: ["test", "harder"])
+    # fresh seeded sets at these difficulty levels (the values task.generate takes), as irem-study
+    # draws them, one table row each ("level 0.2"), besides the splits
+    levels: list[float] = field(default_factory=list)
+    instances: int | None = None  # per level; null: the task's test_size
     budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     batch_size: int = 1000
 
@@ -132,16 +145,6 @@ class GenerateConfig:
 
 
 @dataclass
-class KnobConfig:
-    """A task's difficulty knob as a study sees it: the levels to sweep, and what the level and
-    the per-instance difficulty the task records are called on the plots."""
-
-    levels: list[float] | None = None
-    level: str = "level"
-    difficulty: str = "difficulty"
-
-
-@dataclass
 class StudyConfig:
     """irem-study: a sweep of difficulty levels x step budgets x solvers over one energy model.
 
@@ -162,8 +165,7 @@ class StudyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     solvers: list[str] = field(default_factory=lambda: ["gd", "adaptive"])
-    levels: list[float] | None = None
-    knobs: dict[str, KnobConfig] = field(default_factory=dict)
+    levels: list[float] | None = None  # null: the task's own (Task.study_levels, else its split levels)
     mixed: bool = True
     instances: int = 200
     budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
@@ -187,7 +189,7 @@ def _unset(choice: Any) -> bool:
 
 
 def solver_suffix(solver_choice: Any) -> str:
-    """"" for the plain solver (or none), else "-<solver>", so runs of other solvers get run
+    """ "" for the plain solver (or none), else "-<solver>", so runs of other solvers get run
     directories, and checkpoints, of their own."""
     return "" if _unset(solver_choice) or str(solver_choice) == PLAIN_SOLVER else f"-{solver_choice}"
 

@@ -40,7 +40,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from irem.build import build_solver, load_run
-from irem.cli import CONFIG_DIR, _precheck, _setup
+from irem.cli import CONFIG_DIR, precheck, setup
 from irem.predictor import Predictor
 from irem.task import Task
 from irem.trainer import resolve_device
@@ -175,7 +175,7 @@ def generate(
 
 @hydra.main(config_path=CONFIG_DIR, config_name="generate", version_base="1.3")
 def _generate(cfg: DictConfig) -> None:
-    _setup(cfg)
+    setup(cfg)
     try:
         check_settings(cfg.length, cfg.temperature, cfg.answer, cfg.budget)
         path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
@@ -222,7 +222,7 @@ def _generate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _precheck("generate", sys.argv[1:])
+    precheck("generate", sys.argv[1:])
     _generate()
 
 
