@@ -127,24 +127,6 @@ class EvaluateConfig:
 
 
 @dataclass
-class GenerateConfig:
-    """irem-generate (irem/generate.py): continue `prompt` by `length` bytes with a trained text run."""
-
-    run_dir: str = MISSING
-    checkpoint: str | None = None
-    prompt: str = MISSING
-    length: int = 200
-    budget: int | None = None
-    answer: str = "budget"
-    temperature: float = 1.0
-    solver: Any = None
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = DEFAULT_THREADS
-    progress: bool = True
-
-
-@dataclass
 class StudyConfig:
     """irem-study: a sweep of difficulty levels x step budgets x solvers over one energy model.
 
@@ -216,7 +198,6 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(name="generate_schema", node=GenerateConfig)
     cs.store(name="study_schema", node=StudyConfig)
 
 
