@@ -442,7 +442,9 @@ class ComposedPredictor(Predictor):
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         if not isinstance(task, ComposableTask):
-            raise TypeError(f"ComposedPredictor answers nested tasks (a ComposableTask); '{task.name}' is not one.")
+            raise TypeError(
+                f"ComposedPredictor answers a ComposableTask (plans over sub-problems); '{task.name}' is not one."
+            )
         self.check(task)
         wanted = sorted({int(b) for b in budgets})
         if not wanted or wanted[0] < 0:

@@ -78,6 +78,6 @@ def describe_solver(solver: Any) -> str:
     rules = getattr(solver, "rules", None)
     if rules:
         shown.append("rules=" + "+".join(type(r).__name__ for r in rules))
-    text = f"{kind}({', '.join(shown)})"
+    line = f"{kind}({', '.join(shown)})"
     descent = getattr(solver, "descent", None)
-    return text if descent is None else f"{text} over {describe_solver(descent)}"
+    return line if descent is None else f"{line} over {describe_solver(descent)}"

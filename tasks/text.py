@@ -132,7 +132,7 @@ def load_hf_text(
         from datasets import load_dataset
     except ImportError as err:
         raise ImportError(
-            "hf_dataset needs the Hugging Face `datasets` package: pip install \"irem[hf]\" (or pip install datasets)"
+            'hf_dataset needs the Hugging Face `datasets` package: pip install "irem[hf]" (or pip install datasets)'
         ) from err
     dataset = load_dataset(name, config, split=split, data_files=data_files)
     if field not in dataset.column_names:

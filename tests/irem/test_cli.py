@@ -233,3 +233,15 @@ def test_a_checkpoint_that_predates_a_new_option_resumes_when_the_option_is_at_i
     assert _same_run(saved, current(momentum=0.6)) == ["solver.momentum"]
     assert _same_run(saved, current(step_size=2.0, momentum=0.0)) == ["solver.step_size"]
     assert _same_run(saved, {**current(), "extra": 1}) == ["extra"]  # no constructor to ask: a difference
+
+
+def test_the_command_line_imports_no_heavy_module_before_it_runs() -> None:
+    """`irem-train --help` and a misspelt key answer at once: irem.cli imports Hydra, not torch, the
+    study, matplotlib, scipy.stats, TensorBoard or torch-geometric (seconds on a busy machine)."""
+    import sys
+
+    heavy = ("torch", "torch_geometric", "scipy.stats", "matplotlib", "tensorboard", "irem.study")
+    code = f"import sys, irem.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
