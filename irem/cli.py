@@ -272,6 +272,21 @@ def _study(cfg: DictConfig) -> None:
         raise SystemExit(f"irem-study: {err}") from err
 
 
+def _no_group_message(config_name: str, group: str, cfg: DictConfig) -> str:
+    """Why a command has no `group` to choose or configure (irem-eval takes the task, energy and
+    solver settings from the run it loads), and what to give instead for other difficulty levels."""
+    why = f"the '{config_name}' config has no {group} to choose or configure"
+    if "run_dir" in list(cfg.keys()):  # (`in cfg` is False for a value still ???)
+        why += f": it takes the {group} from the trained run it loads (run_dir=...)"
+    levels = "eval.levels" if "levels" in (cfg.get("eval") or {}) else "levels" if "levels" in cfg else None
+    if levels is None:
+        return why + "."
+    return (
+        f"{why}. To evaluate other difficulty levels, give {levels}=[...] (values task.generate takes), "
+        f'e.g. "{levels}=[1,0.2,0.05]".'
+    )
+
+
 def precheck(config_name: str, argv: list[str]) -> None:
     """Compose once before Hydra does, so a misspelt key is answered with the valid ones."""
     from hydra import compose, initialize_config_dir
@@ -285,6 +300,16 @@ def precheck(config_name: str, argv: list[str]) -> None:
         return
     except Exception:
         pass
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            base = compose(config_name, overrides=[])
+    except Exception:
+        return
+    for o in overrides:  # e.g. irem-eval task.harder_difficulty=30: the run brings its own task
+        group = o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
+        if (Path(CONFIG_DIR) / group).is_dir() and group not in base:
+            print(f"Error in override '{o}': {_no_group_message(config_name, group, base)}", file=sys.stderr)
+            raise SystemExit(2)
     dotted = [
         o for o in overrides if not o.startswith(("+", "~")) and "." in o.split("=", 1)[0] and not o.startswith("hydra")
     ]

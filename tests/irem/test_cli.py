@@ -189,6 +189,18 @@ def test_key_of_an_unchosen_group_names_the_choices(capsys) -> None:
     assert "adaptive" in err and "gd_accept" in err
 
 
+@pytest.mark.parametrize("override", ["task.harder_difficulty=30", "task=inverse"])
+def test_a_task_setting_for_irem_eval_points_to_eval_levels(override: str, capsys) -> None:
+    """irem-eval has no task group (the run brings its task): the answer names eval.levels, not the
+    `task=<name> task.harder_difficulty=30` that Hydra then refuses."""
+    with pytest.raises(SystemExit) as exit_info:
+        precheck("evaluate", ["run_dir=somewhere", override])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"Error in override '{override}'" in err and "run_dir" in err
+    assert '"eval.levels=[1,0.2,0.05]"' in err and "task=<name>" not in err
+
+
 def test_config_dir_is_the_repository_configs() -> None:
     assert (Path(CONFIG_DIR) / "train.yaml").is_file() and (Path(CONFIG_DIR) / "evaluate.yaml").is_file()
 
