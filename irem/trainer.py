@@ -256,7 +256,8 @@ class Trainer:
             group["lr"] = base * factor
 
     def validate(self) -> float:
-        """Mean loss on the fixed `val` split (never the test splits)."""
+        """The task's headline metric (`Task.error_metric`) on the fixed `val` split (never the
+        test splits), averaged over instances."""
         problem = self.task.split("val").to(self.device)
         g = eval_generator(self.seed, "val")
         self.model.eval()
@@ -264,7 +265,7 @@ class Trainer:
         preds = self.model.predict(self.task, problem, [budget], g)
         self.model.train()
         metrics = self.task.metrics(problem, preds.answers[str(budget)])
-        return float(next(iter(metrics.values())).mean())
+        return float(metrics[self.task.error_metric].mean())
 
     def _step(self) -> tuple[float, dict[str, float]]:
         t0 = time.perf_counter()
