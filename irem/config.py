@@ -128,7 +128,8 @@ class EvaluateConfig:
 
 @dataclass
 class StudyConfig:
-    """irem-study: a sweep of difficulty levels x step budgets x solvers over one energy model.
+    """irem-study: a sweep of difficulty levels x step budgets x solvers over one trained model (a
+    baseline, which no solver descends, answers through its own predict).
 
     With `run_dir` set the run's checkpoint and saved config are studied; with it null a short
     training of `task` / `energy` / `train_solver` / `trainer` runs first (into the study's own
@@ -171,8 +172,8 @@ def _unset(choice: Any) -> bool:
 
 
 def solver_suffix(solver_choice: Any) -> str:
-    """ "" for the plain solver (or none), else "-<solver>", so runs of other solvers get run
-    directories, and checkpoints, of their own."""
+    """The run-name suffix of a solver choice: empty for the plain solver (or none), else
+    "-<solver>", so runs of other solvers get run directories, and checkpoints, of their own."""
     return "" if _unset(solver_choice) or str(solver_choice) == PLAIN_SOLVER else f"-{solver_choice}"
 
 
