@@ -7,7 +7,7 @@ answer, so the checks that turn a wrong task or a bad argument into a clear mess
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -23,16 +23,6 @@ def check_sizes(owner: str, **sizes: int) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}.")
-
-
-def check_budgets(owner: str, budgets: Sequence[int], minimum: int = 0) -> list[int]:
-    """Sorted distinct budgets; the labels of the answers are their string forms."""
-    wanted = sorted({int(b) for b in budgets})
-    if not wanted:
-        raise ValueError(f"{owner}.predict: budgets is empty; give at least one step budget.")
-    if wanted[0] < minimum:
-        raise ValueError(f"{owner}.predict: budgets must be >= {minimum}, got {wanted[0]}.")
-    return wanted
 
 
 def flat_input(owner: str, x_dim: int, task: Task, problem: Problem) -> Tensor:

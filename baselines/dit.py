@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from irem.baselines.common import check_budgets
 from irem.networks.vision import Backbone, check_images
-from irem.predictor import Predictions, Predictor
+from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
 from irem.task import Task
 
@@ -142,7 +141,7 @@ class DiTDenoiser(Predictor):
         return (z0 + 1) / 2
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("DiTDenoiser", budgets, minimum=1)
+        wanted = check_budgets(budgets, minimum=1, owner="DiTDenoiser.predict")
         x = check_images("DiTDenoiser", problem.x, self.channels, self.image_size, "observed")
         if problem.difficulty is None:
             raise ValueError(
@@ -187,7 +186,7 @@ class DirectDenoiser(Predictor):
         return task.loss(problem, self(problem.x)).mean(), {}
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("DirectDenoiser", budgets)
+        wanted = check_budgets(budgets, owner="DirectDenoiser.predict")
         with torch.no_grad():
             y = self(problem.x)
         return Predictions(answers={str(b): y for b in wanted}, info={"steps_mean": {str(b): 1.0 for b in wanted}})

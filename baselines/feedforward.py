@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from irem.baselines.common import answer_shape, check_activation, check_budgets, check_sizes, flat_input, mean_loss
+from irem.baselines.common import answer_shape, check_activation, check_sizes, flat_input, mean_loss
 from irem.networks.mlp import mlp
-from irem.predictor import Predictions, Predictor
+from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
 from irem.task import Task
 
@@ -39,7 +39,7 @@ class FeedForward(Predictor):
         return mean_loss(task, problem, y, shape), {}
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("FeedForward", budgets)
+        wanted = check_budgets(budgets, owner="FeedForward.predict")
         shape = answer_shape("FeedForward", self.y_dim, task, problem)
         # Evaluation leaves autograd on (descent needs it); a direct predictor does not.
         with torch.no_grad():

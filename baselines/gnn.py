@@ -19,14 +19,13 @@ from torch_geometric.nn import GINEConv
 from irem.baselines.common import (
     budget_predictions,
     check_activation,
-    check_budgets,
     check_sizes,
     iterates_loss,
     mean_loss,
 )
 from irem.networks.graph import AGGRS, check_choice, check_graph
 from irem.networks.mlp import make_activation
-from irem.predictor import Predictions, Predictor
+from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
 from irem.task import Task
 
@@ -93,7 +92,7 @@ class GNNFeedForward(Predictor):
         return mean_loss(task, problem, y), {}
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("GNNFeedForward", budgets)
+        wanted = check_budgets(budgets, owner="GNNFeedForward.predict")
         with torch.no_grad():
             y = self(_graph_input("GNNFeedForward", self.edge_dim, task, problem))
         return Predictions(answers={str(b): y for b in wanted}, info={"steps_mean": {str(b): 1.0 for b in wanted}})
@@ -157,7 +156,7 @@ class GNNRecurrent(Predictor):
         return iterates_loss(task, problem, ys, None, self.supervise_every_step)
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("GNNRecurrent", budgets)
+        wanted = check_budgets(budgets, owner="GNNRecurrent.predict")
         with torch.no_grad():
             x = _graph_input("GNNRecurrent", self.edge_dim, task, problem)
         return budget_predictions(self.iterate(x, wanted[-1]), wanted, None)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from irem.baselines.common import answer_shape, check_budgets, check_sizes, flat_input
-from irem.predictor import Predictions, Predictor
+from irem.baselines.common import answer_shape, check_sizes, flat_input
+from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
 from irem.task import Task
 
@@ -129,7 +129,7 @@ class PonderNet(Predictor):
         Deterministic, so evaluation needs no sampling; an instance's answer is the one it gave at
         the step it halted, and `info["steps_mean"]` is the mean halting step per budget.
         """
-        wanted = check_budgets("PonderNet", budgets, minimum=1)
+        wanted = check_budgets(budgets, minimum=1, owner="PonderNet.predict")
         shape = answer_shape("PonderNet", self.y_dim, task, problem)
         keep = set(wanted)
         answers: dict[str, Tensor] = {}

@@ -15,12 +15,11 @@ from torch import Tensor, nn
 from irem.baselines.common import (
     answer_shape,
     budget_predictions,
-    check_budgets,
     check_sizes,
     flat_input,
     iterates_loss,
 )
-from irem.predictor import Predictions, Predictor
+from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
 from irem.task import Task
 
@@ -66,7 +65,7 @@ class Recurrent(Predictor):
         return iterates_loss(task, problem, ys, shape, self.supervise_every_step)
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("Recurrent", budgets)
+        wanted = check_budgets(budgets, owner="Recurrent.predict")
         shape = answer_shape("Recurrent", self.y_dim, task, problem)
         with torch.no_grad():
             x = flat_input("Recurrent", self.x_dim, task, problem)

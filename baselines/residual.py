@@ -16,13 +16,12 @@ from irem.baselines.common import (
     answer_shape,
     budget_predictions,
     check_activation,
-    check_budgets,
     check_sizes,
     flat_input,
     iterates_loss,
 )
 from irem.networks.mlp import mlp
-from irem.predictor import Predictions, Predictor
+from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
 from irem.task import Task
 
@@ -81,7 +80,7 @@ class IterativeResidual(Predictor):
         return iterates_loss(task, problem, ys, shape, self.supervise_every_step)
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("IterativeResidual", budgets)
+        wanted = check_budgets(budgets, owner="IterativeResidual.predict")
         shape = answer_shape("IterativeResidual", self.y_dim, task, problem)
         with torch.no_grad():
             x, y0 = self._start(task, problem, generator)

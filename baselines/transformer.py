@@ -17,9 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from irem.baselines.common import check_budgets
 from irem.networks.transformer import Block, RMSNorm, check_transformer_sizes, rotary_tables, window_tokens
-from irem.predictor import Predictions, Predictor
+from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
 from irem.task import Task
 
@@ -64,7 +63,7 @@ class TransformerPP(Predictor):
         return task.loss(problem, self._flat_logits(task, problem)).mean(), {}
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
-        wanted = check_budgets("TransformerPP", budgets)
+        wanted = check_budgets(budgets, owner="TransformerPP.predict")
         with torch.no_grad():  # evaluation leaves autograd on for descent; a direct predictor needs none
             y = self._flat_logits(task, problem)
         return Predictions(answers={str(b): y for b in wanted}, info={"steps_mean": {str(b): 1.0 for b in wanted}})

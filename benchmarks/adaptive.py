@@ -70,10 +70,10 @@ from scipy.stats import spearmanr  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from irem import build  # noqa: E402
-from irem.cli import apply_solver_settings  # noqa: E402
 from irem.energy import EnergyFunction  # noqa: E402
 from irem.evaluation import eval_generator  # noqa: E402
 from irem.solver import Solver  # noqa: E402
+from irem.solver_settings import apply_solver_settings  # noqa: E402
 from irem.solvers.adaptive import AdaptiveDescent  # noqa: E402
 from irem.solvers.gradient_descent import GradientDescent  # noqa: E402
 from irem.solvers.halting import EnergyPlateau, GradNorm  # noqa: E402

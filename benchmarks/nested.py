@@ -44,13 +44,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from irem.build import RUN_CHECKPOINT
+from irem.build import load_run
+from irem.checkpoint import run_checkpoint
 from irem.composition import (
     ComposedEnergy,
     ComposedInput,
     ComposedPredictor,
     Plan,
-    load_run,
+    freeze,
     load_slot,
     model_dims,
     run_plan,
@@ -124,7 +125,7 @@ def sub_models(task: NestedTask, spec: dict[str, str], args: argparse.Namespace)
     for slot, arg in spec.items():
         run_dir = Path(getattr(args, arg))
         overrides = RUNS[arg][1]
-        if not (run_dir / RUN_CHECKPOINT).exists():
+        if not run_checkpoint(run_dir).exists():
             print(f"{run_dir} has no checkpoint: training a short one ({args.sub_iterations} iterations)")
             irem_train(run_dir, overrides, args.sub_iterations, args.threads)
         models[slot] = load_slot(slot, run_dir, task.slots()[slot])
@@ -318,7 +319,7 @@ def main() -> None:
         if graph:
             overrides.append("baseline=gnn_feedforward")
         train_seconds = irem_train(e2e_dir, overrides, iterations, args.threads)
-        _, e2e = load_run(e2e_dir)
+        e2e = freeze(load_run(e2e_dir)[3])
         n = args.graph_instances if graph else args.instances
         rows = []
         for depth in args.depths:

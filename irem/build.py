@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from irem.checkpoint import load
+from irem.checkpoint import load, run_checkpoint
 from irem.config import check_node, valid_keys
 from irem.energy import EnergyFunction, check_energy_fits
 from irem.energy_model import EnergyModel
@@ -21,7 +21,6 @@ from irem.objective import Objective
 from irem.predictor import Predictor
 from irem.solver import Solver
 from irem.task import Task
-from irem.trainer import CHECKPOINT
 
 
 def _checked(cfg: DictConfig, group: str, kind: type, **kwargs: Any) -> Any:
@@ -85,13 +84,10 @@ def build_model(cfg: DictConfig, task: Task) -> Predictor:
     return EnergyModel(energy, build_solver(cfg.solver), build_objective(cfg.objective), **model_cfg)
 
 
-RUN_CHECKPOINT = Path("checkpoints") / CHECKPOINT  # where irem-train writes, inside its run directory
-
-
 def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[Path, DictConfig, Task, Predictor]:
     """A trained run as its checkpoint saved it: the file, the config it was trained with, its task
-    and its model (train mode, as built; callers that evaluate call .eval())."""
-    path = Path(checkpoint or Path(run_dir) / RUN_CHECKPOINT)
+    and its model (train mode, as built; callers that evaluate call .eval(), composition freezes it)."""
+    path = Path(checkpoint) if checkpoint else run_checkpoint(run_dir)
     state = load(path)
     saved = OmegaConf.create(state["config"])
     task = build_task(saved.task)

@@ -1,6 +1,9 @@
-"""Atomic checkpoints: write to a temporary file in the same folder, then rename.
+"""Atomic checkpoints, and where a run keeps its own.
 
-A run killed mid-write leaves the previous checkpoint intact, never a truncated file.
+A checkpoint is written to a temporary file in the same folder, then renamed, so a run killed
+mid-write leaves the previous checkpoint intact, never a truncated file. `run_checkpoint` is the
+one place that says where inside a run directory irem-train writes it (and irem-eval, irem-study
+and the composition of trained runs read it).
 """
 
 from __future__ import annotations
@@ -10,10 +13,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+CHECKPOINT = "last.pt"
+
+
+def run_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint irem-train keeps inside its run directory: <run_dir>/checkpoints/last.pt."""
+    return Path(run_dir) / "checkpoints" / CHECKPOINT
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
+    import torch  # here, not at the top: the command line resolves checkpoint paths before torch loads
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -33,6 +43,8 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> dict[str, Any]:
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}.")

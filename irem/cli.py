@@ -4,11 +4,17 @@
     irem-train experiment=irem_inverse           # the paper's settings
     irem-train task=addition baseline=feedforward trainer.iterations=500
     irem-eval run_dir=outputs/inverse-energy eval.budgets=[10,80] solver=gd_accept
-    irem-study                                   # compute vs difficulty (irem/study.py)
+    irem-eval run_dir=outputs/inverse-energy "eval.levels=[1,0.2,0.05]"   # fresh sets at other levels
+    irem-study                                   # compute vs difficulty (irem/study_command.py)
 
 Each run writes into `outputs/<name>`: the resolved config (.hydra/), TensorBoard events (tb/),
 checkpoints/last.pt, train_summary.json, eval.json/eval.csv. Running the same command again
 resumes from the checkpoint, so a killed run loses at most `trainer.checkpoint_every` iterations.
+The run name says what was trained (inverse-energy, inverse-energy-gd_learned_step,
+inverse-feedforward), so runs of different models do not share a checkpoint.
+
+This module imports only Hydra at the top: torch, the trainer, the study and whatever a task
+needs load inside the command that uses them, so `--help` and a misspelt key answer at once.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from irem.openmp import configure_wait_policy
 
@@ -23,21 +30,23 @@ from irem.openmp import configure_wait_policy
 configure_wait_policy()
 
 import hydra
-import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from irem.build import build_model, build_solver, build_task, load_run
-from irem.checkpoint import load
-from irem.config import CONFIG_DIR, constructor_default, register_schemas, to_container, unknown_key_message, valid_keys
-from irem.evaluation import evaluate as run_evaluation
-from irem.evaluation import format_table, write_results
-from irem.predictor import Predictor
-from irem.study import StudyError, ignored_overrides, preflight, training_config
-from irem.study import run as run_study
-from irem.task import Task
-from irem.trainer import CHECKPOINT, Trainer, resolve_device
+from irem.config import (
+    CONFIG_DIR,
+    SettingError,
+    constructor_default,
+    register_schemas,
+    to_container,
+    unknown_key_message,
+    valid_keys,
+)
+
+if TYPE_CHECKING:
+    from irem.predictor import Predictor
+    from irem.task import Task
+    from irem.trainer import Trainer
 
 register_schemas()
 
@@ -55,15 +64,24 @@ RESUMABLE = (
 )
 
 
-def _setup(cfg: DictConfig) -> None:
+def setup(cfg: DictConfig) -> None:
+    """Threads and the global seed of a command, before anything is built."""
+    import torch
+
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(int(cfg.seed))
 
 
-def _report(rows: list[dict], out_dir: str, title: str) -> None:
+def _report(rows: list[dict], out_dir: str, title: str, task: Task, solves: bool = False) -> None:
+    """The table, and with `solves` the steps and seconds of each set's one solve (irem-eval)."""
+    from irem.records import write_results
+    from irem.tables import format_solves, format_table
+
     json_path, csv_path = write_results(rows, out_dir)
-    print(format_table(rows, title))
+    print(format_table(rows, title, task.higher_is_better))
+    if solves:
+        print(format_solves(rows, title))
     print(f"results: {json_path} {csv_path}")
 
 
@@ -98,27 +116,56 @@ def _same_run(saved: dict, current: dict) -> list[str]:
     )
 
 
+def free_name(out_dir: str | Path) -> str:
+    """A run name whose directory beside `out_dir` is free: <name>-2, <name>-3, ..."""
+    out = Path(out_dir)
+    k = 2
+    while (out.parent / f"{out.name}-{k}").exists():
+        k += 1
+    return f"{out.name}-{k}"
+
+
+def check_eval_sets(task: Task, splits: list[str], levels: list[float]) -> None:
+    """Splits the task has and levels it accepts, before minutes of training or loading."""
+    from irem.problem_sets import levels_to_use, make_sets
+
+    valid = task.split_levels()
+    missing = [s for s in splits if s not in valid]
+    if missing:
+        hint = ""
+        if task.level_label is not None:  # a task whose generate takes a level: any level can be evaluated
+            shown = ",".join(f"{v:g}" for v in dict.fromkeys(valid.values()) if v is not None)
+            hint = (
+                f" For other difficulty levels ({task.level_label}), evaluate fresh seeded sets: "
+                f"eval.levels=[{shown}] takes any values task.generate accepts."
+            )
+        raise SettingError(
+            f"eval.splits names {', '.join(missing)}, which task '{task.name}' does not have. "
+            f"Valid splits: {', '.join(valid)} (e.g. eval.splits=[{', '.join(list(valid)[1:3])}]).{hint}"
+        )
+    if levels:
+        make_sets(task, levels_to_use(task, levels), 1, 0, mixed=False)  # the task judges its own levels
+
+
 def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     """Build the run `cfg` describes and train it in `out_dir`, resuming a checkpoint of the same
     config (irem-train, and irem-study's own short training)."""
+    from irem.build import build_model, build_task
+    from irem.checkpoint import load, run_checkpoint
+    from irem.trainer import Trainer
+
     task = build_task(cfg.task)
     if cfg.get("eval") is not None and cfg.eval.get("run", False):  # before training, not after it
-        valid = task.split_levels()
-        missing = [s for s in cfg.eval.splits if s not in valid]
-        if missing:
-            raise SystemExit(
-                f"eval.splits names {', '.join(missing)}, which task '{task.name}' does not have. "
-                f"Valid splits: {', '.join(valid)} (e.g. eval.splits=[{', '.join(list(valid)[1:3])}])."
-            )
+        check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.get("levels") or []))
     model = build_model(cfg, task)
     config = to_container(cfg)
-    ckpt = Path(out_dir) / "checkpoints" / CHECKPOINT
+    ckpt = run_checkpoint(out_dir)
     if cfg.resume and ckpt.exists():
         differ = _same_run(load(ckpt)["config"], config)
         if differ:
             raise SystemExit(
                 f"{ckpt} was written by a different config (differs in: {', '.join(differ)}). "
-                "Choose another name=..., or pass resume=false to start over."
+                f"Choose another name (name={free_name(out_dir)} is free), or pass resume=false to start over."
             )
         print(f"Resuming from {ckpt}")
     n_params = sum(p.numel() for p in model.parameters())
@@ -131,62 +178,76 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     return task, model, trainer
 
 
+def _evaluation(task: Task, model: Predictor, cfg: DictConfig, device: Any) -> list[dict]:
+    from irem.evaluation import evaluate
+
+    e = cfg.eval
+    return evaluate(
+        task, model, e.splits, e.budgets, cfg.seed, e.batch_size, device, levels=list(e.levels), instances=e.instances
+    )
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig) -> None:
-    _setup(cfg)
+    setup(cfg)
     out_dir = HydraConfig.get().runtime.output_dir
-    task, model, trainer = _fit(cfg, out_dir)
+    try:
+        task, model, trainer = _fit(cfg, out_dir)
+    except SettingError as err:
+        raise SystemExit(f"irem-train: {err}") from err
     if trainer.world_size > 1:  # under torchrun: rank 0 alone evaluates what the ranks trained together
+        import torch.distributed
+
         torch.distributed.destroy_process_group()
     if cfg.eval.run and trainer.rank == 0:
-        rows = run_evaluation(
-            task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, trainer.device
-        )
-        _report(rows, out_dir, cfg.name)
+        _report(_evaluation(task, model, cfg, trainer.device), out_dir, cfg.name, task)
 
 
-def apply_solver_settings(solver: torch.nn.Module, settings: dict) -> None:
-    """Change plain settings of a trained solver (System 2 inference: Langevin noise, accept-if-lower,
-    clipping) while it keeps what it learned (a learnable step size); a wrapper passes them to the
-    descent it wraps. Only constructor arguments stored as plain attributes can change."""
-    target = getattr(solver, "descent", None) or solver
-    names = valid_keys({"_target_": f"{type(target).__module__}.{type(target).__qualname__}"}) or []
-    changeable = [n for n in names if n in vars(target) and not isinstance(vars(target)[n], torch.Tensor)]
-    for key, value in settings.items():
-        if key not in changeable:
-            message = unknown_key_message(f"solver_settings.{key}", key, changeable)
-            raise SystemExit(f"{message} (for {type(target).__name__})")
-        old = vars(target)[key]
-        setattr(target, key, value if old is None or value is None else type(old)(value))
+def describe_model(model: Predictor, label: str | None = None) -> str:
+    """Which solver a table is for: its config name when one was chosen, its class and the settings
+    that matter; a model without a solver (a baseline) answers through its own predict."""
+    from irem.solver_settings import describe_solver
 
-
-def _set_solver_settings(model: Predictor, settings: DictConfig | dict, source: str) -> None:
-    """`solver_settings` of irem-eval and irem-study, for the model from `source`."""
-    if not settings:
-        return
-    if not hasattr(model, "solver"):
-        raise SystemExit(f"solver_settings apply to energy models; {source} holds a {type(model).__name__}.")
-    apply_solver_settings(model.solver, dict(settings))
+    solver = getattr(model, "solver", None)
+    if solver is None:
+        return f"{type(model).__name__} (a direct predictor: no solver, its own steps per budget)"
+    return f"solver {label + ': ' if label else ''}{describe_solver(solver)}"
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def _evaluate(cfg: DictConfig) -> None:
-    _setup(cfg)
-    path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
-    if cfg.get("solver") is not None:
-        if not hasattr(model, "solver"):
-            raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
-        model.solver = build_solver(cfg.solver).with_base(model.solver)
-    _set_solver_settings(model, cfg.solver_settings, str(path))
+    from irem.build import build_solver, load_run
+    from irem.solver_settings import set_solver_settings
+    from irem.trainer import resolve_device
+
+    setup(cfg)
+    try:
+        path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
+        check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.levels))
+        label = None
+        if cfg.get("solver") is not None:
+            if not hasattr(model, "solver"):
+                raise SettingError(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
+            model.solver = build_solver(cfg.solver).with_base(model.solver)
+            label = HydraConfig.get().runtime.choices.get("solver")
+        set_solver_settings(model, cfg.solver_settings, str(path))
+    except (SettingError, FileNotFoundError) as err:
+        raise SystemExit(f"irem-eval: {err}") from err
     device = resolve_device(cfg.device)
     model.to(device)
-    rows = run_evaluation(task, model, cfg.eval.splits, cfg.eval.budgets, cfg.seed, cfg.eval.batch_size, device)
-    _report(rows, HydraConfig.get().runtime.output_dir, saved.name)
+    print(f"{saved.name}: {describe_model(model, label)}")
+    rows = _evaluation(task, model, cfg, device)
+    _report(rows, HydraConfig.get().runtime.output_dir, saved.name, task, solves=True)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="study", version_base="1.3")
 def _study(cfg: DictConfig) -> None:
-    _setup(cfg)
+    from irem.build import build_task, load_run
+    from irem.solver_settings import set_solver_settings
+    from irem.study_command import ignored_overrides, preflight, run, training_config
+    from irem.trainer import resolve_device
+
+    setup(cfg)
     out_dir = HydraConfig.get().runtime.output_dir
     try:
         if cfg.run_dir is None:
@@ -203,16 +264,33 @@ def _study(cfg: DictConfig) -> None:
             if "name" in saved:  # tables and plots are titled by the studied run, not the study's defaults
                 with open_dict(cfg):
                     cfg.name = saved.name
-        _set_solver_settings(model, cfg.solver_settings, str(cfg.run_dir or "the study's own training"))
+        set_solver_settings(model, cfg.solver_settings, str(cfg.run_dir or "the study's own training"))
         device = resolve_device(cfg.device)
         model.to(device)
-        run_study(cfg, task, model, out_dir, CONFIG_DIR, device)
-    except StudyError as err:  # a solver or level the study cannot use: the message lists the valid ones
+        run(cfg, task, model, out_dir, CONFIG_DIR, device)
+    except SettingError as err:  # a solver or level the study cannot use: the message lists the valid ones
         raise SystemExit(f"irem-study: {err}") from err
 
 
-def _precheck(config_name: str, argv: list[str]) -> None:
+def _no_group_message(config_name: str, group: str, cfg: DictConfig) -> str:
+    """Why a command has no `group` to choose or configure (irem-eval takes the task, energy and
+    solver settings from the run it loads), and what to give instead for other difficulty levels."""
+    why = f"the '{config_name}' config has no {group} to choose or configure"
+    if "run_dir" in list(cfg.keys()):  # (`in cfg` is False for a value still ???)
+        why += f": it takes the {group} from the trained run it loads (run_dir=...)"
+    levels = "eval.levels" if "levels" in (cfg.get("eval") or {}) else "levels" if "levels" in cfg else None
+    if levels is None:
+        return why + "."
+    return (
+        f"{why}. To evaluate other difficulty levels, give {levels}=[...] (values task.generate takes), "
+        f'e.g. "{levels}=[1,0.2,0.05]".'
+    )
+
+
+def precheck(config_name: str, argv: list[str]) -> None:
     """Compose once before Hydra does, so a misspelt key is answered with the valid ones."""
+    from hydra import compose, initialize_config_dir
+
     if any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info", "--hydra-help") for a in argv):
         return
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -222,6 +300,16 @@ def _precheck(config_name: str, argv: list[str]) -> None:
         return
     except Exception:
         pass
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            base = compose(config_name, overrides=[])
+    except Exception:
+        return
+    for o in overrides:  # e.g. irem-eval task.harder_difficulty=30: the run brings its own task
+        group = o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
+        if (Path(CONFIG_DIR) / group).is_dir() and group not in base:
+            print(f"Error in override '{o}': {_no_group_message(config_name, group, base)}", file=sys.stderr)
+            raise SystemExit(2)
     dotted = [
         o for o in overrides if not o.startswith(("+", "~")) and "." in o.split("=", 1)[0] and not o.startswith("hydra")
     ]
@@ -252,17 +340,17 @@ def _precheck(config_name: str, argv: list[str]) -> None:
 
 
 def train() -> None:
-    _precheck("train", sys.argv[1:])
+    precheck("train", sys.argv[1:])
     _train()
 
 
 def evaluate() -> None:
-    _precheck("evaluate", sys.argv[1:])
+    precheck("evaluate", sys.argv[1:])
     _evaluate()
 
 
 def study() -> None:
-    _precheck("study", sys.argv[1:])
+    precheck("study", sys.argv[1:])
     _study()
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from irem import build
+from irem.build import load_run
 from irem.energy import EnergyFunction
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem, SolveResult, rows_of
@@ -185,15 +185,11 @@ def freeze(model: Predictor) -> Predictor:
     return model
 
 
-def load_run(run_dir: str | Path) -> tuple[Task, Predictor]:
-    """The task and the frozen model of an irem-train run, built from the config its checkpoint holds."""
-    _, _, task, model = build.load_run(run_dir)
-    return task, freeze(model)
-
-
 def load_slot(slot: str, run_dir: str | Path, need: Mapping[str, int]) -> Predictor:
-    """A trained run as the sub-model of `slot`, checked against the shapes the slot needs."""
-    _, model = load_run(run_dir)
+    """A trained run (irem.build.load_run) as the frozen sub-model of `slot`, checked against the
+    shapes the slot needs."""
+    _, _, _, model = load_run(run_dir)
+    model = freeze(model)
     check_fits(slot, model, need, str(run_dir))
     return model
 
@@ -446,7 +442,9 @@ class ComposedPredictor(Predictor):
 
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         if not isinstance(task, ComposableTask):
-            raise TypeError(f"ComposedPredictor answers nested tasks (a ComposableTask); '{task.name}' is not one.")
+            raise TypeError(
+                f"ComposedPredictor answers a ComposableTask (plans over sub-problems); '{task.name}' is not one."
+            )
         self.check(task)
         wanted = sorted({int(b) for b in budgets})
         if not wanted or wanted[0] < 0:

@@ -34,8 +34,28 @@ def _config_dir() -> str:
 CONFIG_DIR = _config_dir()
 
 
+class SettingError(ValueError):
+    """A setting a command cannot use (an unknown solver, a level the task rejects, a misspelt
+    solver setting): the message says what was wrong and lists the valid choices, and the
+    commands print it without a traceback."""
+
+
+# The step budgets irem-train's evaluation, irem-eval and irem-study report when none are given.
+DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
+
+# Torch threads of every command; null (threads=null) keeps torch's default, one per core. One
+# thread by default: on the 2-core machine this project runs on, shared with other jobs, an
+# irem-train iteration (inverse, batch 512) took 0.27 s with one thread and 0.78 s with torch's
+# two, measured back to back (2.9x); a dedicated many-core machine is faster with threads=null.
+DEFAULT_THREADS: int | None = 1
+
+
 @dataclass
 class TrainerConfig:
+    """The trainer's settings and the one copy of their defaults: irem-train's `trainer:` section
+    and `Trainer(..., **settings)` in library code both start from these. configs/train.yaml sets
+    its own short run on top (300 iterations at lr 1e-3)."""
+
     iterations: int = 300
     batch_size: int = 512
     lr: float = 1e-4
@@ -63,9 +83,15 @@ class ModelConfig:
 
 @dataclass
 class EvalConfig:
+    """What irem-train evaluates after training and irem-eval evaluates of a trained run."""
+
     run: bool = True
     splits: list[str] = field(default_factory=lambda: ["test", "harder"])
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 40, 80])
+    # fresh seeded sets at these difficulty levels (the values task.generate takes), as irem-study
+    # draws them, one table row each ("level 0.2"), besides the splits
+    levels: list[float] = field(default_factory=list)
+    instances: int | None = None  # per level; null: the task's test_size
+    budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     batch_size: int = 1000
 
 
@@ -81,7 +107,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = DEFAULT_THREADS
     resume: bool = True
     name: str = "run"
 
@@ -96,40 +122,13 @@ class EvaluateConfig:
     solver_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
-
-
-@dataclass
-class GenerateConfig:
-    """irem-generate (irem/generate.py): continue `prompt` by `length` bytes with a trained text run."""
-
-    run_dir: str = MISSING
-    checkpoint: str | None = None
-    prompt: str = MISSING
-    length: int = 200
-    budget: int | None = None
-    answer: str = "budget"
-    temperature: float = 1.0
-    solver: Any = None
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    progress: bool = True
-
-
-@dataclass
-class KnobConfig:
-    """A task's difficulty knob as a study sees it: the levels to sweep, and what the level and
-    the per-instance difficulty the task records are called on the plots."""
-
-    levels: list[float] | None = None
-    level: str = "level"
-    difficulty: str = "difficulty"
+    threads: int | None = DEFAULT_THREADS
 
 
 @dataclass
 class StudyConfig:
-    """irem-study: a sweep of difficulty levels x step budgets x solvers over one energy model.
+    """irem-study: a sweep of difficulty levels x step budgets x solvers over one trained model (a
+    baseline, which no solver descends, answers through its own predict).
 
     With `run_dir` set the run's checkpoint and saved config are studied; with it null a short
     training of `task` / `energy` / `train_solver` / `trainer` runs first (into the study's own
@@ -141,6 +140,7 @@ class StudyConfig:
     task: Any = MISSING
     energy: Any = MISSING
     train_solver: Any = MISSING
+    objective: Any = MISSING
     solver: Any = None
     # settings of the trained solver for the study (as irem-eval's), e.g. momentum, accept_if_lower:
     # every solver that wraps the trained one (adaptive, best_of_n) descends with them
@@ -148,41 +148,57 @@ class StudyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     solvers: list[str] = field(default_factory=lambda: ["gd", "adaptive"])
-    levels: list[float] | None = None
-    knobs: dict[str, KnobConfig] = field(default_factory=dict)
+    levels: list[float] | None = None  # null: the task's own (Task.study_levels, else its split levels)
     mixed: bool = True
     instances: int = 200
-    budgets: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 40, 80])
+    budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     batch_size: int = 1000
     plots: bool = True
     progress: bool = True
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = DEFAULT_THREADS
     resume: bool = True
     name: str = "study"
 
 
-def model_name(baseline_choice: Any) -> str:
-    """`energy` for an energy model, else the baseline's config name (used in run names)."""
-    return "energy" if baseline_choice in (None, "None", "null") else str(baseline_choice)
+# IREM's plain descent, the default solver of irem-train and of irem-study's training: a run name
+# leaves it unsaid (inverse-energy), any other solver is named (inverse-energy-gd_learned_step).
+PLAIN_SOLVER = "gd"
+
+
+def _unset(choice: Any) -> bool:
+    return choice in (None, "None", "null")
+
+
+def solver_suffix(solver_choice: Any) -> str:
+    """The run-name suffix of a solver choice: empty for the plain solver (or none), else
+    "-<solver>", so runs of other solvers get run directories, and checkpoints, of their own."""
+    return "" if _unset(solver_choice) or str(solver_choice) == PLAIN_SOLVER else f"-{solver_choice}"
+
+
+def model_name(baseline_choice: Any, solver_choice: Any = None) -> str:
+    """The model part of a run name: `energy` (plus the solver unless it is the plain one), else the
+    baseline's config name (a baseline has no solver to name)."""
+    return "energy" + solver_suffix(solver_choice) if _unset(baseline_choice) else str(baseline_choice)
 
 
 def study_dir(run_dir: Any, fresh: str, stamp: str) -> str:
     """Where irem-study writes: `fresh` when it trains its own model, else a timestamped folder
     inside the studied run (as irem-eval does), so a study never overwrites the run's config."""
-    return fresh if run_dir in (None, "None", "null") else f"{run_dir}/study/{stamp}"
+    return fresh if _unset(run_dir) else f"{run_dir}/study/{stamp}"
 
 
 def register_schemas() -> None:
     if not OmegaConf.has_resolver("model_name"):
         OmegaConf.register_new_resolver("model_name", model_name)
+    if not OmegaConf.has_resolver("solver_suffix"):
+        OmegaConf.register_new_resolver("solver_suffix", solver_suffix)
     if not OmegaConf.has_resolver("study_dir"):
         OmegaConf.register_new_resolver("study_dir", study_dir)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(name="generate_schema", node=GenerateConfig)
     cs.store(name="study_schema", node=StudyConfig)
 
 

@@ -1,26 +1,30 @@
-"""Evaluation over splits and step budgets.
+"""Evaluation of a trained predictor over fixed splits, fresh difficulty levels and step budgets.
 
-One descent per split runs to the largest budget and snapshots the smaller ones, which equals
-separate runs for a deterministic solver. Rows are written as JSON and CSV and printed as a table
-(split x budget, one table per metric).
+One solve per set runs to the largest budget and snapshots the smaller ones, which equals
+separate runs for a deterministic solver. The sets are the task's fixed splits (`test`,
+`harder`...) and, for `levels`, fresh seeded sets at those difficulty levels, drawn as irem-study
+draws them (irem/problem_sets.py) and named "level <value>". Each row is one (set, budget,
+metric): the mean and median over instances, and two numbers of the set's one solve, repeated on
+its rows so the CSV stays flat: `steps_mean`, the steps it used per instance (an adaptive solver's
+own count, a fixed one's largest budget, a baseline's own), and `solve_seconds`, the wall-clock of
+the whole solve that answered every budget at once (not a time per budget). irem/records.py
+writes the rows and irem/tables.py prints them.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from irem.predictor import Predictor
+from irem.config import DEFAULT_BUDGETS
+from irem.predictor import Predictions, Predictor, check_budgets
+from irem.problem import Problem
+from irem.problem_sets import level_name, levels_to_use, make_sets
 from irem.task import Task
-
-DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
 
 
 def eval_generator(seed: int, purpose: str) -> torch.Generator:
@@ -35,6 +39,65 @@ def eval_generator(seed: int, purpose: str) -> torch.Generator:
     return torch.Generator().manual_seed((zlib.crc32(f"irem-eval/{purpose}".encode()) << 20) + int(seed))
 
 
+def level_set_name(level: float) -> str:
+    """The row name of a fresh set at a difficulty level: "level 0.2"."""
+    return f"level {level_name(level)}"
+
+
+def steps_used(preds: Predictions) -> float:
+    """The mean steps the solve used per instance: an energy model's per-instance `steps` (an
+    adaptive solver's own stopping), else the most a predictor reports for any of its budgets."""
+    steps = preds.info.get("steps")
+    if isinstance(steps, torch.Tensor):
+        return float(steps.double().mean())
+    per_budget = preds.info.get("steps_mean") or {}
+    return max((float(v) for v in per_budget.values()), default=float("nan"))
+
+
+def evaluate_set(
+    task: Task,
+    model: Predictor,
+    name: str,
+    problem: Problem,
+    budgets: Sequence[int],
+    seed: int = 0,
+    batch_size: int = 1000,
+    device: str | torch.device = "cpu",
+) -> list[dict[str, Any]]:
+    """The rows of one set (see the module): every budget (and "best") x every metric."""
+    g = eval_generator(seed, name)
+    per_instance: dict[tuple[str, str], list[torch.Tensor]] = {}
+    steps, seconds = 0.0, 0.0
+    for part in task.eval_batches(problem, batch_size):
+        part = part.to(device)
+        start = time.perf_counter()
+        preds = model.predict(task, part, budgets, g)
+        seconds += time.perf_counter() - start
+        steps += steps_used(preds) * part.num_instances
+        for label, y in preds.answers.items():
+            for metric, values in task.metrics(part, y).items():
+                per_instance.setdefault((label, metric), []).append(values.detach().double().cpu())
+    n = problem.num_instances
+    rows = []
+    for (label, metric), parts in per_instance.items():
+        values = torch.cat(parts)
+        rows.append(
+            {
+                "split": name,
+                "budget": label,
+                "metric": metric,
+                "value": float(values.sum()) / n,
+                # a few unstable instances can move the mean (inverse: one instance diverging
+                # at 80 steps moved the test MSE by 18%); the median shows the typical one
+                "median": float(values.median()),
+                "n": n,
+                "steps_mean": steps / n,
+                "solve_seconds": seconds,
+            }
+        )
+    return rows
+
+
 def evaluate(
     task: Task,
     model: Predictor,
@@ -43,74 +106,24 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 1000,
     device: str | torch.device = "cpu",
+    levels: Sequence[float] = (),
+    instances: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of {split, budget, metric, value (the mean over instances), median, n, seconds};
-    `budget` is a step count or "best"."""
-    if not budgets:
-        raise ValueError("evaluate: budgets is empty; give at least one step budget.")
+    """Rows of {split, budget, metric, value (the mean over instances), median, n, steps_mean,
+    solve_seconds} for every split, then every level (`instances` each, default the task's
+    test_size); `budget` is a step count or "best"."""
+    check_budgets(budgets, owner="evaluate")
+    sets = [(split, task.split(split)) for split in splits]
+    if levels:
+        n = task.test_size if instances is None else int(instances)
+        fresh = make_sets(task, levels_to_use(task, levels), n, seed, mixed=False)
+        sets += [(level_set_name(s.level), s.problem) for s in fresh]
     model.eval()
-    rows: list[dict[str, Any]] = []
-    for split in splits:
-        problem = task.split(split)
-        g = eval_generator(seed, split)
-        per_instance: dict[tuple[str, str], list[torch.Tensor]] = {}
-        start = time.perf_counter()
-        for part in task.eval_batches(problem, batch_size):
-            part = part.to(device)
-            preds = model.predict(task, part, budgets, g)
-            for label, y in preds.answers.items():
-                for name, values in task.metrics(part, y).items():
-                    per_instance.setdefault((label, name), []).append(values.detach().double().cpu())
-        seconds = time.perf_counter() - start
-        for (label, name), parts in per_instance.items():
-            values = torch.cat(parts)
-            rows.append(
-                {
-                    "split": split,
-                    "budget": label,
-                    "metric": name,
-                    "value": float(values.sum()) / problem.num_instances,
-                    # a few unstable instances can move the mean (inverse: one instance diverging
-                    # at 80 steps moved the test MSE by 18%); the median shows the typical one
-                    "median": float(values.median()),
-                    "n": problem.num_instances,
-                    "seconds": seconds,
-                }
-            )
-    model.train()
-    return rows
-
-
-def write_results(rows: list[dict[str, Any]], out_dir: str | Path, stem: str = "eval") -> tuple[Path, Path]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
-    json_path.write_text(json.dumps(rows, indent=2))
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return json_path, csv_path
-
-
-def _order(label: str) -> tuple[int, int]:
-    return (0, int(label)) if label.isdigit() else (1, 0)
-
-
-def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
-    """One block per metric: splits down, budgets across."""
-    out = []
-    for metric in dict.fromkeys(r["metric"] for r in rows):
-        sub = [r for r in rows if r["metric"] == metric]
-        labels = sorted(dict.fromkeys(r["budget"] for r in sub), key=_order)
-        splits = list(dict.fromkeys(r["split"] for r in sub))
-        value = {(r["split"], r["budget"]): r["value"] for r in sub}
-        width = max(10, len(metric) + 1, *(len(s) + 1 for s in splits))  # long names keep columns aligned
-        head = f"{metric:<{width}}" + "".join(f"{('steps ' + lb) if lb.isdigit() else lb:>12}" for lb in labels)
-        out.append((f"{title}  " if title else "") + head)
-        for s in splits:
-            out.append(
-                f"{'':{len(title) + 2 if title else 0}}{s:<{width}}"
-                + "".join(f"{value.get((s, lb), float('nan')):>12.4g}" for lb in labels)
-            )
-    return "\n".join(out)
+    try:
+        return [
+            row
+            for name, problem in sets
+            for row in evaluate_set(task, model, name, problem, budgets, seed, batch_size, device)
+        ]
+    finally:
+        model.train()

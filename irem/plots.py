@@ -69,6 +69,12 @@ def _figure(width: float = 8.5, height: float = 5.2) -> Figure:
     return fig
 
 
+def _metric_axis(study: Study) -> str:
+    """The study's metric, and its direction where a larger value is the better one."""
+    better = ", higher is better" if study.metric in study.higher_is_better else ""
+    return f"{study.metric} (mean over instances{better})"
+
+
 def _set_label(study: Study, name: str) -> str:
     return "mixed levels" if name == "mixed" else f"{study.level_label} = {name}"
 
@@ -111,7 +117,7 @@ def error_vs_steps(study: Study, path: Path) -> Path:
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     _log_y(ax, [c["error"] for c in study.cells])
     ax.set_xlabel("descent steps (fixed solvers: the budget; adaptive: mean steps used)")
-    ax.set_ylabel(f"{study.metric} (mean over instances)")
+    ax.set_ylabel(_metric_axis(study))
     ax.set_title(f"{study.title}: {study.metric} against steps, per {study.level_label}")
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, study, sets, colors, styles)
@@ -197,7 +203,7 @@ def error_vs_seconds(study: Study, path: Path) -> Path:
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     _log_y(ax, [c["error"] for c in study.cells])
     ax.set_xlabel(f"wall-clock seconds to solve the set ({n} instances per level)")
-    ax.set_ylabel(f"{study.metric} (mean over instances)")
+    ax.set_ylabel(_metric_axis(study))
     ax.set_title(f"{study.title}: {study.metric} against wall-clock (numbers: fixed step budgets)")
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, study, sets, colors, styles)

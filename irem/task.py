@@ -20,6 +20,13 @@ from irem.problem import AnswerConstraint, Problem, per_instance_mean
 SPLITS = ("train", "val", "test", "harder")
 
 
+def split_generator(split_seed: int, name: str) -> torch.Generator:
+    """The generator of the fixed split `name`: seeded from the task's `split_seed` and the name,
+    so every split has its own stream and no training run can draw it. crc32 rather than hash():
+    stable across processes, so a split is the same everywhere."""
+    return torch.Generator().manual_seed(int(split_seed) * 1000 + zlib.crc32(name.encode()) % 1000)
+
+
 def per_instance_level(level: float | Tensor, n: int) -> Tensor:
     """A difficulty as one float per instance; checks the count and the shape."""
     if int(n) < 1:
@@ -43,6 +50,21 @@ class Task(abc.ABC):
     """
 
     name: ClassVar[str] = "task"
+
+    # -- how studies and tables describe the task (irem-study, irem-eval eval.levels) ---------------
+    study_levels: ClassVar[tuple[float, ...] | None] = None
+    """The difficulty levels a study sweeps unless told (`levels=`); None: the levels of the
+    task's own splits."""
+    level_label: ClassVar[str | None] = "level"
+    """What the level `generate` takes is called on plots and tables (the inverse task's
+    "diagonal shift c"); None for a task whose `generate` ignores it, which has no levels to sweep."""
+    difficulty_label: ClassVar[str] = "difficulty"
+    """What the per-instance `Problem.difficulty` the task records is called, with its units
+    ("condition number", "nodes")."""
+    error_metric: ClassVar[str] = "mse"
+    """The metric of `metrics` a study reports as its headline."""
+    higher_is_better: ClassVar[frozenset[str]] = frozenset()
+    """The metrics of `metrics` where a larger value is better (accuracy, PSNR); the rest are errors."""
 
     def __init__(
         self,
@@ -103,9 +125,7 @@ class Task(abc.ABC):
         if name not in levels:
             raise ValueError(f"Unknown split '{name}' for task '{self.name}'. Valid splits: {', '.join(levels)}.")
         if name not in self._split_cache:
-            # crc32 rather than hash(): stable across processes, so the split is the same everywhere.
-            seed = self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000
-            g = torch.Generator().manual_seed(seed)
+            g = split_generator(self.split_seed, name)
             size = self.val_size if name == "val" else self.test_size
             level = levels[name]
             if level is None:

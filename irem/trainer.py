@@ -26,6 +26,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from irem.checkpoint import load, save_atomic
+from irem.checkpoint import load, run_checkpoint, save_atomic
+from irem.config import TrainerConfig, unknown_key_message
 from irem.evaluation import eval_generator
 from irem.predictor import Predictor
 from irem.task import Task
 
-CHECKPOINT = "last.pt"
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 LR_SCHEDULES = ("constant", "cosine")
 RANK_SEED_STRIDE = 1_000_003  # rank r draws from seed + r * stride; rank 0 is the one-process run
@@ -128,58 +129,65 @@ class TrainingLoss(torch.nn.Module):
         return self.model.training_loss(task, problem, generator)
 
 
+def trainer_settings(settings: dict[str, Any]) -> TrainerConfig:
+    """`settings` as a TrainerConfig, whose fields hold every default (irem/config.py): the same
+    defaults whether a run starts from irem-train's config or from library code. An unknown key
+    is refused with the valid ones, as a misspelt `trainer.` override is."""
+    valid = [f.name for f in fields(TrainerConfig)]
+    for key in settings:
+        if key not in valid:
+            raise ValueError(unknown_key_message(f"trainer.{key}", key, valid) + " (for irem.trainer.Trainer)")
+    return TrainerConfig(**settings)
+
+
 class Trainer:
+    """Trains `model` on `task` into `out_dir`; `settings` are the fields of TrainerConfig
+    (iterations, batch_size, lr, ...), `config` the run's whole config, saved in each checkpoint."""
+
     def __init__(
         self,
         task: Task,
         model: Predictor,
         out_dir: str | Path,
-        iterations: int = 1000,
-        batch_size: int = 512,
-        lr: float = 1e-4,
-        optimizer: str = "adam",
-        weight_decay: float = 0.0,
-        warmup: int = 0,
-        lr_schedule: str = "constant",
-        min_lr_fraction: float = 0.1,
-        grad_clip: float | None = None,
+        *,
         seed: int = 0,
-        log_every: int = 25,
-        checkpoint_every: int = 250,
-        val_every: int = 0,
-        time_limit: float | None = None,
         device: str = "cpu",
-        progress: bool = True,
         config: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> None:
-        if iterations < 0 or batch_size < 1 or lr <= 0:
+        s = trainer_settings(settings)
+        if s.iterations < 0 or s.batch_size < 1 or s.lr <= 0:
             raise ValueError(
-                f"Trainer: need iterations >= 0, batch_size >= 1, lr > 0; got {iterations}, {batch_size}, {lr}."
+                f"Trainer: need iterations >= 0, batch_size >= 1, lr > 0; got {s.iterations}, {s.batch_size}, {s.lr}."
             )
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer '{optimizer}'. Valid choices: {', '.join(OPTIMIZERS)}.")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"Unknown lr_schedule '{lr_schedule}'. Valid choices: {', '.join(LR_SCHEDULES)}.")
-        if warmup < 0 or not 0 <= min_lr_fraction <= 1:
+        if s.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer '{s.optimizer}'. Valid choices: {', '.join(OPTIMIZERS)}.")
+        if s.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"Unknown lr_schedule '{s.lr_schedule}'. Valid choices: {', '.join(LR_SCHEDULES)}.")
+        if s.warmup < 0 or not 0 <= s.min_lr_fraction <= 1:
             raise ValueError(
-                f"Trainer: need warmup >= 0 and min_lr_fraction in [0, 1]; got {warmup}, {min_lr_fraction}."
+                f"Trainer: need warmup >= 0 and min_lr_fraction in [0, 1]; got {s.warmup}, {s.min_lr_fraction}."
             )
         self.task, self.model = task, model
-        self.warmup, self.lr_schedule, self.min_lr_fraction = int(warmup), lr_schedule, float(min_lr_fraction)
+        self.warmup, self.lr_schedule, self.min_lr_fraction = int(s.warmup), s.lr_schedule, float(s.min_lr_fraction)
         self.out_dir = Path(out_dir)
-        self.iterations, self.batch_size = int(iterations), int(batch_size)
-        self.grad_clip = grad_clip
+        self.iterations, self.batch_size = int(s.iterations), int(s.batch_size)
+        self.grad_clip = s.grad_clip
         self.seed = int(seed)
-        self.log_every, self.checkpoint_every, self.val_every = int(log_every), int(checkpoint_every), int(val_every)
-        self.time_limit = time_limit
+        self.log_every, self.checkpoint_every, self.val_every = (
+            int(s.log_every),
+            int(s.checkpoint_every),
+            int(s.val_every),
+        )
+        self.time_limit = s.time_limit
         self.device = resolve_device(device)
-        self.progress = progress
+        self.progress = s.progress
         self.config = config or {}
         self.model.to(self.device)
-        groups = [g for g in self.model.param_groups(lr) if g["params"]]
+        groups = [g for g in self.model.param_groups(s.lr) if g["params"]]
         if not groups:
             raise ValueError(f"Trainer: {type(model).__name__} has no trainable parameters.")
-        self.optimizer = OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay)
+        self.optimizer = OPTIMIZERS[s.optimizer](groups, lr=s.lr, weight_decay=s.weight_decay)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.rank, self.world_size = distributed_world(self.device)
         self.train_module: torch.nn.Module = TrainingLoss(self.model)
@@ -194,7 +202,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.out_dir / "checkpoints" / CHECKPOINT
+        return run_checkpoint(self.out_dir)
 
     def state(self) -> dict[str, Any]:
         state = {
@@ -248,7 +256,8 @@ class Trainer:
             group["lr"] = base * factor
 
     def validate(self) -> float:
-        """Mean loss on the fixed `val` split (never the test splits)."""
+        """The task's headline metric (`Task.error_metric`) on the fixed `val` split (never the
+        test splits), averaged over instances."""
         problem = self.task.split("val").to(self.device)
         g = eval_generator(self.seed, "val")
         self.model.eval()
@@ -256,7 +265,7 @@ class Trainer:
         preds = self.model.predict(self.task, problem, [budget], g)
         self.model.train()
         metrics = self.task.metrics(problem, preds.answers[str(budget)])
-        return float(next(iter(metrics.values())).mean())
+        return float(metrics[self.task.error_metric].mean())
 
     def _step(self) -> tuple[float, dict[str, float]]:
         t0 = time.perf_counter()

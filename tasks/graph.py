@@ -42,6 +42,9 @@ class GraphTask(Task):
 
     pairs: ClassVar[bool] = False
     binary: ClassVar[bool] = False
+    level_label = "nodes"
+    difficulty_label = "nodes"
+    higher_is_better = frozenset({"accuracy", "balanced_accuracy", "within_5pct"})
 
     def __init__(
         self,

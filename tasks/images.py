@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor
 
 from irem.problem import Problem, per_instance_mean
-from irem.task import Task, per_instance_level
+from irem.task import Task, per_instance_level, split_generator
 
 # Photographs bundled in the scikit-image wheel (checked offline with scikit-image 0.26; `cat` is
 # `chelsea` again and `stereo_motorcycle` a pair of near-identical views, of which the left is used).
@@ -194,6 +193,9 @@ class ImageDenoising(Task):
     """Denoise `size` x `size` patches of real photographs; the noise level is the difficulty."""
 
     name = "images"
+    level_label = "noise level sigma"
+    difficulty_label = "noise level sigma"
+    higher_is_better = frozenset({"psnr"})
 
     def __init__(
         self,
@@ -312,13 +314,13 @@ class ImageDenoising(Task):
         if name not in levels:
             raise ValueError(f"Unknown split '{name}' for task '{self.name}'. Valid splits: {', '.join(levels)}.")
         if name not in self._split_cache:
-            g = torch.Generator().manual_seed(self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000)
+            g = split_generator(self.split_seed, name)
             if name == "train":  # a fixed sample of training patches, for reporting only
                 self._split_cache[name] = self.generate(self.test_size, self.difficulty, g)
                 return self._split_cache[name]
             source = "val" if name == "val" else "test"
             size = self.val_size if name == "val" else self.test_size
-            pick = torch.Generator().manual_seed(self.split_seed * 1000 + zlib.crc32(source.encode()) % 1000)
+            pick = split_generator(self.split_seed, source)
             pool = self.pools[source]
             clean = pool[torch.randperm(pool.shape[0], generator=pick)[:size]].float() / 255
             self._split_cache[name] = self._noisy(clean, per_instance_level(levels[name], size), g)

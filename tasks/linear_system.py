@@ -15,6 +15,8 @@ from irem.task import Task, per_instance_level
 
 class LinearSystem(Task):
     name = "linear_system"
+    level_label = "coupling s"
+    difficulty_label = "coupling s"
 
     def __init__(self, n: int = 8, difficulty: float = 0.5, harder_difficulty: float = 1.0, **split_args) -> None:
         if n < 1:

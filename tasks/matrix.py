@@ -60,6 +60,9 @@ class Addition(MatrixTask):
     """A, B ~ U(-s, s); target A + B. Difficulty s: 1 in training, 2.5 harder."""
 
     name = "addition"
+    study_levels = (0.5, 1.0, 2.5, 5.0)
+    level_label = "input scale"
+    difficulty_label = "input scale"
     x_matrices = 2
 
     def __init__(self, size: int = 20, difficulty: float = 1.0, harder_difficulty: float = 2.5, **split_args) -> None:
@@ -85,6 +88,9 @@ class Inverse(MatrixTask):
     """
 
     name = "inverse"
+    study_levels = (1.0, 0.5, 0.2, 0.1, 0.05)
+    level_label = "diagonal shift c"
+    difficulty_label = "condition number"
 
     def __init__(self, size: int = 20, difficulty: float = 0.5, harder_difficulty: float = 0.1, **split_args) -> None:
         super().__init__(size, difficulty=difficulty, harder_difficulty=harder_difficulty, **split_args)
@@ -153,6 +159,9 @@ class LowRank(MatrixTask):
     """
 
     name = "lowrank"
+    study_levels = (40.0, 20.0, 10.0, 5.0)
+    level_label = "divisor d"
+    difficulty_label = "low-rank magnitude 1/d"
 
     def __init__(
         self,

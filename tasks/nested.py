@@ -40,6 +40,10 @@ from irem.tasks.graph_truth import pair_values, shortest_paths_dense, shortest_p
 class NestedTask(ComposableTask):
     """Depth as the difficulty: whole depths 1..max_depth, training at 1..train_depth."""
 
+    study_levels = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+    level_label = "nesting depth"
+    difficulty_label = "nesting depth"
+
     def __init__(
         self,
         max_depth: int = 6,

@@ -24,7 +24,6 @@ replaced by `ood` (present only with `ood_path`).
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from irem.problem import Problem
-from irem.task import Task
+from irem.task import Task, split_generator
 
 VOCAB_SIZE = 256  # bytes
 
@@ -150,7 +149,9 @@ def load_hf_text(
     try:
         from datasets import load_dataset
     except ImportError as err:
-        raise ImportError("hf_dataset needs the Hugging Face `datasets` package: pip install datasets") from err
+        raise ImportError(
+            'hf_dataset needs the Hugging Face `datasets` package: pip install "irem[hf]" (or pip install datasets)'
+        ) from err
     dataset = load_dataset(name, config, split=split, data_files=data_files)
     if field not in dataset.column_names:
         raise ValueError(
@@ -180,6 +181,10 @@ class TextTask(Task):
     """Next-byte prediction on a corpus split into contiguous train / val / test regions."""
 
     name = "text"
+    level_label = None  # generate ignores its difficulty: no levels to sweep, only the splits
+    difficulty_label = "bytes of context"
+    error_metric = "ce"
+    higher_is_better = frozenset({"accuracy"})
 
     def __init__(
         self,
@@ -282,9 +287,8 @@ class TextTask(Task):
         if name not in self.regions:
             raise ValueError(f"Unknown split '{name}' for task 'text'. Valid splits: {', '.join(self.regions)}.")
         if name not in self._split_cache:
-            seed = self.split_seed * 1000 + zlib.crc32(name.encode()) % 1000
             size = self.val_size if name == "val" else self.test_size
-            self._split_cache[name] = self.windows_from(name, size, torch.Generator().manual_seed(seed))
+            self._split_cache[name] = self.windows_from(name, size, split_generator(self.split_seed, name))
         return self._split_cache[name]
 
     def answer_shape(self, problem: Problem) -> tuple[int, ...]:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from commands import finish, start
 
-from irem.cli import CONFIG_DIR, _fit, _precheck
+from irem.cli import CONFIG_DIR, _fit, precheck
+from irem.config import SettingError
 
 TRAIN = [
     "trainer.iterations=3",
@@ -38,7 +39,12 @@ def runs(tmp_path_factory) -> dict:
         again = start("irem-train", [*TRAIN, f"hydra.run.dir={run_dir}"], cwd)
         evaluate = start("irem-eval", [f"run_dir={run_dir}", "eval.budgets=[1,3]", "threads=1"], cwd)
         other = start("irem-train", [*TRAIN, "solver.max_steps=5", f"hydra.run.dir={run_dir}"], cwd)
+        levels_dir = run_dir.parent / "levels"
+        levels = start(
+            "irem-eval", [f"run_dir={run_dir}", "eval.levels=[1,0.2,0.05]", f"hydra.run.dir={levels_dir}"], cwd
+        )
         out["again"], out["eval"], out["other"] = finish(again), finish(evaluate), finish(other)
+        out["levels"], out["levels_dir"] = finish(levels), levels_dir
     return out
 
 
@@ -87,6 +93,7 @@ def test_resuming_with_another_config_is_refused(runs) -> None:
     assert other.returncode != 0
     assert "solver.max_steps" in other.stdout + other.stderr
     assert "resume=false" in other.stdout + other.stderr
+    assert "name=run-2 is free" in other.stdout + other.stderr  # a name that does not collide
 
 
 def test_eval_of_a_run(runs) -> None:
@@ -102,6 +109,58 @@ def test_eval_of_a_run(runs) -> None:
     train_rows = json.loads((runs["run_dir"] / "eval.json").read_text())
     one = {r["split"]: r["value"] for r in rows if r["budget"] == "1"}
     assert one == {r["split"]: r["value"] for r in train_rows if r["budget"] == "1"}
+
+
+def test_eval_names_the_solver_and_reports_each_solve_once(runs) -> None:
+    ok(runs["first"])
+    ev = runs["eval"]
+    ok(ev)
+    assert "solver GradientDescent(step_size=100, max_steps=10)" in ev.stdout
+    lines = ev.stdout.splitlines()
+    solves = lines[next(i for i, x in enumerate(lines) if "steps used" in x) :]
+    assert "instances" in solves[0] and "seconds" in solves[0]
+    for split in ("test", "harder"):
+        line = next(x.split() for x in solves if x.split() and x.split()[0] == split)
+        assert line[1:3] == ["16", "3"]  # instances, and the steps of the one solve to the largest budget
+    rows = json.loads(next((runs["run_dir"] / "eval").glob("*/eval.json")).read_text())
+    for split in ("test", "harder"):
+        mine = [r for r in rows if r["split"] == split]
+        assert len({r["solve_seconds"] for r in mine}) == 1 and mine[0]["solve_seconds"] > 0  # one solve, one time
+        assert {r["steps_mean"] for r in mine} == {3.0}
+        assert "seconds" not in mine[0]
+
+
+def test_eval_at_other_difficulty_levels_prints_a_row_per_level(runs) -> None:
+    ok(runs["first"])
+    levels = runs["levels"]
+    ok(levels)
+    lines = levels.stdout.splitlines()
+    table = lines[: next(i for i, x in enumerate(lines) if "steps used" in x)]  # the mse table, not the solves
+    for name in ("test", "harder", "level 1", "level 0.2", "level 0.05"):
+        assert sum(1 for line in table if line.strip().startswith(name + " ")) == 1, name
+    rows = json.loads((runs["levels_dir"] / "eval.json").read_text())
+    by_set = {r["split"] for r in rows}
+    assert by_set == {"test", "harder", "level 1", "level 0.2", "level 0.05"}
+    assert {r["n"] for r in rows} == {16}  # task.test_size instances per level
+    mse = {r["split"]: r["value"] for r in rows if r["budget"] == "1"}
+    assert len(set(mse.values())) == 5  # fresh sets, not copies of one split
+
+
+def test_a_missing_split_points_to_eval_levels(compose_config) -> None:
+    from irem.build import build_task
+    from irem.cli import check_eval_sets
+    from irem.tasks.text import TextTask
+
+    task = build_task(compose_config("train", ("task=inverse", "task.test_size=4", "task.val_size=4")).task)
+    with pytest.raises(
+        SettingError, match=r"harder_30, which task 'inverse' does not have.*eval\.levels=\[0\.5,0\.1\]"
+    ):
+        check_eval_sets(task, ["test", "harder_30"], [])
+    with pytest.raises(SettingError, match="level 0 is rejected by task 'inverse'"):
+        check_eval_sets(task, ["test"], [0.5, 0.0])
+    with pytest.raises(SettingError) as err:  # text has no levels: the message names the splits only
+        check_eval_sets(TextTask(context=4, test_size=2, val_size=2), ["harder"], [])
+    assert "eval.levels" not in str(err.value) and "Valid splits: train, val, test" in str(err.value)
 
 
 def test_misspelt_trainer_key(runs) -> None:
@@ -122,11 +181,23 @@ def test_misspelt_solver_key(runs) -> None:
 def test_key_of_an_unchosen_group_names_the_choices(capsys) -> None:
     """irem-eval's solver group is empty unless chosen: say so instead of Hydra's 'not in struct'."""
     with pytest.raises(SystemExit) as exit_info:
-        _precheck("evaluate", ["run_dir=somewhere", "solver.max_steps=40"])
+        precheck("evaluate", ["run_dir=somewhere", "solver.max_steps=40"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "no solver is chosen" in err and "solver=<name> solver.max_steps=40" in err
     assert "adaptive" in err and "gd_accept" in err
+
+
+@pytest.mark.parametrize("override", ["task.harder_difficulty=30", "task=inverse"])
+def test_a_task_setting_for_irem_eval_points_to_eval_levels(override: str, capsys) -> None:
+    """irem-eval has no task group (the run brings its task): the answer names eval.levels, not the
+    `task=<name> task.harder_difficulty=30` that Hydra then refuses."""
+    with pytest.raises(SystemExit) as exit_info:
+        precheck("evaluate", ["run_dir=somewhere", override])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"Error in override '{override}'" in err and "run_dir" in err
+    assert '"eval.levels=[1,0.2,0.05]"' in err and "task=<name>" not in err
 
 
 def test_config_dir_is_the_repository_configs() -> None:
@@ -136,7 +207,7 @@ def test_config_dir_is_the_repository_configs() -> None:
 def test_eval_split_the_task_lacks_is_refused_before_training(compose_config, tmp_path) -> None:
     cfg = compose_config("train", ("task=inverse", "eval.splits=[test,hardr]", "trainer.iterations=1"))
     with pytest.raises(
-        SystemExit, match="hardr, which task 'inverse' does not have. Valid splits: train, val, test, harder"
+        SettingError, match="hardr, which task 'inverse' does not have. Valid splits: train, val, test, harder"
     ):
         _fit(cfg, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()  # nothing trained
@@ -145,7 +216,7 @@ def test_eval_split_the_task_lacks_is_refused_before_training(compose_config, tm
 def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -> None:
     import torch
 
-    from irem.cli import apply_solver_settings
+    from irem.solver_settings import apply_solver_settings
     from irem.solvers.best_of_n import BestOfN
     from irem.solvers.gradient_descent import GradientDescent
 
@@ -155,7 +226,7 @@ def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -
     apply_solver_settings(BestOfN(descent=trained), {"noise": 0.01, "accept_if_lower": True})
     assert trained.noise == 0.01 and trained.accept_if_lower is True
     assert float(trained.step_size.detach()) == pytest.approx(3.0 * 2.718281828**0.5)
-    with pytest.raises(SystemExit, match="Unknown key 'solver_settings.nois'. Did you mean 'noise'"):
+    with pytest.raises(SettingError, match="Unknown key 'solver_settings.nois'. Did you mean 'noise'"):
         apply_solver_settings(trained, {"nois": 0.1})
 
 
@@ -173,3 +244,15 @@ def test_a_checkpoint_that_predates_a_new_option_resumes_when_the_option_is_at_i
     assert _same_run(saved, current(momentum=0.6)) == ["solver.momentum"]
     assert _same_run(saved, current(step_size=2.0, momentum=0.0)) == ["solver.step_size"]
     assert _same_run(saved, {**current(), "extra": 1}) == ["extra"]  # no constructor to ask: a difference
+
+
+def test_the_command_line_imports_no_heavy_module_before_it_runs() -> None:
+    """`irem-train --help` and a misspelt key answer at once: irem.cli imports Hydra, not torch, the
+    study, matplotlib, scipy.stats, TensorBoard or torch-geometric (seconds on a busy machine)."""
+    import sys
+
+    heavy = ("torch", "torch_geometric", "scipy.stats", "matplotlib", "tensorboard", "irem.study")
+    code = f"import sys, irem.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

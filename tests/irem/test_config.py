@@ -179,21 +179,62 @@ def test_build_rejects_a_target_of_the_wrong_kind(compose_config) -> None:
         build_solver(cfg.solver)
 
 
+def run_name(config_name: str, overrides: list[str]) -> str:
+    """The `name` a command's config resolves to, as under Hydra (runtime choices set)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        return str(cfg.name)
+    finally:
+        HydraConfig.instance().cfg = None
+
+
 def test_run_name_resolver() -> None:
     assert model_name(None) == "energy" and model_name("null") == "energy"
     assert model_name("feedforward") == "feedforward"
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["task=addition"], return_hydra_config=True)
-    from hydra.core.hydra_config import HydraConfig
+    assert model_name(None, "gd") == "energy" and model_name(None, "langevin") == "energy-langevin"
+    assert model_name("feedforward", "langevin") == "feedforward"  # a baseline has no solver to name
+    assert run_name("train", ["task=addition"]) == "addition-energy"
 
-    HydraConfig.instance().set_config(cfg)
-    try:
-        assert cfg.name == "addition-energy"
-    finally:
-        HydraConfig.instance().cfg = None
+
+def test_run_names_tell_apart_what_was_trained() -> None:
+    """Another solver or a baseline gets its own outputs/<name> and checkpoint; presets keep theirs."""
+    assert run_name("train", []) == "inverse-energy"  # the default run's name stays
+    assert run_name("train", ["solver=gd_learned_step"]) == "inverse-energy-gd_learned_step"
+    assert run_name("train", ["baseline=feedforward"]) == "inverse-feedforward"
+    assert run_name("train", ["baseline=feedforward", "solver=langevin"]) == "inverse-feedforward"
+    assert run_name("train", ["experiment=irem_inverse_adaptive"]) == "irem_inverse_adaptive"
+    assert run_name("study", []) == "study-inverse-mlp"
+    assert run_name("study", ["solver@train_solver=gd_accept"]) == "study-inverse-mlp-gd_accept"
 
 
 def test_default_config_is_a_short_cpu_inverse_run(compose_config) -> None:
     cfg = compose_config("train", SMALL)
     assert cfg.task._target_ == "irem.tasks.matrix.Inverse" and cfg.device == "cpu" and cfg.resume is True
     assert torch.device(cfg.device).type == "cpu"
+
+
+def test_one_budget_list_is_the_default_everywhere(compose_config) -> None:
+    """irem-train's evaluation, irem-eval, irem-study and evaluate() share DEFAULT_BUDGETS."""
+    import inspect
+
+    from irem.config import DEFAULT_BUDGETS
+    from irem.evaluation import evaluate
+
+    assert list(compose_config("train", ()).eval.budgets) == list(DEFAULT_BUDGETS)
+    assert list(compose_config("evaluate", ("run_dir=x",)).eval.budgets) == list(DEFAULT_BUDGETS)
+    assert list(compose_config("study", ()).budgets) == list(DEFAULT_BUDGETS)
+    assert inspect.signature(evaluate).parameters["budgets"].default == DEFAULT_BUDGETS
+
+
+def test_one_torch_thread_by_default_and_null_keeps_torchs(compose_config) -> None:
+    from irem.config import DEFAULT_THREADS
+
+    assert DEFAULT_THREADS == 1
+    for name in ("train", "study"):
+        assert compose_config(name, ()).threads == 1
+        assert compose_config(name, ("threads=null",)).threads is None
+    assert compose_config("evaluate", ("run_dir=x",)).threads == 1

@@ -11,9 +11,11 @@ import torch
 
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
-from irem.evaluation import eval_generator, evaluate, format_table, write_results
+from irem.evaluation import eval_generator, evaluate
 from irem.objectives.irem import IREMObjective
+from irem.records import write_results
 from irem.solvers.gradient_descent import GradientDescent
+from irem.tables import format_table
 from irem.tasks.matrix import Inverse
 
 SPLITS = ("test", "harder")
@@ -37,8 +39,9 @@ def test_rows_cover_every_split_and_budget_plus_best(setup) -> None:
     assert len(keys) == len(set(keys))
     assert set(keys) == {(s, b, "mse") for s in SPLITS for b in ("1", "3", "best")}
     for r in rows:
-        assert set(r) == {"split", "budget", "metric", "value", "median", "n", "seconds"}
-        assert r["n"] == 10 and r["seconds"] >= 0 and r["value"] > 0
+        assert set(r) == {"split", "budget", "metric", "value", "median", "n", "steps_mean", "solve_seconds"}
+        assert r["n"] == 10 and r["solve_seconds"] > 0 and r["value"] > 0
+        assert r["steps_mean"] == 3  # the fixed solver's one solve runs to the largest budget
 
 
 def test_values_are_mean_per_instance_metrics(setup) -> None:
@@ -86,7 +89,7 @@ def test_evaluation_is_seeded(setup) -> None:
     task, model, rows = setup
 
     def strip(rs):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+        return [{k: v for k, v in r.items() if k != "solve_seconds"} for r in rs]
 
     assert strip(evaluate(task, model, SPLITS, BUDGETS, seed=0, batch_size=4)) == strip(rows)
     assert strip(evaluate(task, model, SPLITS, BUDGETS, seed=1, batch_size=4)) != strip(rows)
@@ -120,3 +123,24 @@ def test_empty_budgets_rejected(setup) -> None:
     task, model, _ = setup
     with pytest.raises(ValueError, match="budgets"):
         evaluate(task, model, SPLITS, [])
+
+
+def test_levels_are_fresh_seeded_sets_one_row_each(setup) -> None:
+    """eval.levels: the study's seeded sets (one generator per level), named "level <value>"."""
+    from irem.problem_sets import make_sets
+
+    task, model, _ = setup
+    rows = evaluate(task, model, [], BUDGETS, seed=0, batch_size=4, levels=[1.0, 0.2], instances=6)
+    assert {(r["split"], r["budget"]) for r in rows} == {
+        (s, b) for s in ("level 1", "level 0.2") for b in ("1", "3", "best")
+    }
+    assert {r["n"] for r in rows} == {6}
+    alone = evaluate(task, model, [], BUDGETS, seed=0, batch_size=4, levels=[0.2], instances=6)
+    strip = [{k: v for k, v in r.items() if k != "solve_seconds"} for r in rows if r["split"] == "level 0.2"]
+    assert strip == [{k: v for k, v in r.items() if k != "solve_seconds"} for r in alone]  # independent of level 1
+    problem = make_sets(task, [0.2], 6, seed=0, mixed=False)[0].problem
+    preds = model.predict(task, problem, BUDGETS, eval_generator(0, "level 0.2"))
+    one = next(r["value"] for r in alone if r["budget"] == "1")
+    assert one == pytest.approx(float(task.metrics(problem, preds.answers["1"])["mse"].mean()), rel=1e-5)
+    default = evaluate(task, model, [], [1], seed=0, levels=[0.5])
+    assert {r["n"] for r in default} == {task.test_size}

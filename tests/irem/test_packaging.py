@@ -85,3 +85,10 @@ def test_an_installed_wheel_trains_from_another_directory(tmp_path: Path, wheel:
         [str(venv / "bin" / "python"), "-c", "import tasks"], capture_output=True, cwd=tmp_path, env=env
     )
     assert gone.returncode != 0
+
+
+def test_the_dev_extra_leaves_the_hugging_face_stack_optional() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not any(d.startswith("datasets") for d in extras["dev"])
+    assert any(d.startswith("datasets") for d in extras["hf"])

@@ -25,19 +25,14 @@ from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
 from irem.objectives.irem import IREMObjective
 from irem.plots import study_plots
+from irem.problem_sets import LevelError, make_sets
+from irem.records import log_tensorboard, write_study
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.gradient_descent import GradientDescent
 from irem.solvers.halting import EnergyPlateau
-from irem.study import (
-    StudyError,
-    format_study,
-    ignored_overrides,
-    log_tensorboard,
-    make_sets,
-    measure,
-    solver_configs,
-    write_records,
-)
+from irem.study import StudyError, measure
+from irem.study_command import ignored_overrides, solver_configs
+from irem.tables import format_study
 from irem.tasks.graph import ShortestPath
 from irem.tasks.matrix import Inverse
 
@@ -74,10 +69,9 @@ def study(tmp_path_factory):
         batch_size=5,  # three batches per set: 5, 5, 2
         progress=False,
         title="test-study",
-        difficulty_label="condition number",
     )
     out = tmp_path_factory.mktemp("study")
-    paths = write_records(result, out)
+    paths = write_study(result, out)
     log_tensorboard(result, out)
     plots = study_plots(result, out)
     return {"study": result, "out": out, "paths": paths, "plots": plots}
@@ -198,6 +192,71 @@ def test_the_table_shows_every_level_and_the_adaptive_steps(study) -> None:
         assert f"\n{' ' * len('test-study  ')}{s}" in text
 
 
+class InverseAccuracy(Inverse):
+    """Inverse judged by a higher-is-better headline: the fraction of instances within MSE 0.05."""
+
+    name = "inverse_accuracy"
+    error_metric = "accuracy"
+    higher_is_better = frozenset({"accuracy"})
+
+    def metrics(self, problem, y):
+        mse = self.loss(problem, y.detach())
+        return {"mse": mse, "accuracy": (mse < 0.05).float()}
+
+
+def test_a_higher_is_better_headline_is_studied_and_labelled(tmp_path) -> None:
+    """The study reports the task's declared headline, not its first metric, and says its direction."""
+    task = InverseAccuracy(size=SIZE, test_size=8, val_size=8)
+    gd = GradientDescent(step_size=0.02, max_steps=4)
+    model = EnergyModel(ExactInverse(SIZE), gd, IREMObjective(), replay_capacity=0)
+    result = measure(task, model, {"gd": gd}, LEVELS, (1, 40, 400), instances=INSTANCES, progress=False, title="acc")
+    assert result.metric == "accuracy" and result.higher_is_better == ["accuracy"]
+    for s in SETS:
+        cells = [c for c in result.cells if c["set"] == s]
+        assert all(c["metric"] == "accuracy" and 0.0 <= c["error"] <= 1.0 and "mse" in c for c in cells)
+        accuracy, mse = [c["error"] for c in cells], [c["mse"] for c in cells]
+        assert accuracy == sorted(accuracy) and mse == sorted(mse, reverse=True)  # more steps: better both ways
+    assert max(c["error"] for c in result.cells) > 0.5  # the exact energy solves most instances
+    assert "gd accuracy (higher is better)" in format_study(result)
+    record = json.loads(write_study(result, tmp_path)[0].read_text())
+    assert record["metric"] == "accuracy" and record["higher_is_better"] == ["accuracy"]
+    from irem.plots import _metric_axis
+
+    assert _metric_axis(result) == "accuracy (mean over instances, higher is better)"
+
+
+def test_a_baseline_is_studied_through_its_own_predict() -> None:
+    """A feed-forward network has no budgets: one cell per set, its errors per level, no instance rows."""
+    from irem.baselines.feedforward import FeedForward
+    from irem.baselines.recurrent import Recurrent
+
+    task = Inverse(size=SIZE, test_size=8, val_size=8)
+    torch.manual_seed(0)
+    ff = FeedForward(**task.dims(), width=8, depth=1)
+    result = measure(task, ff, {"FeedForward": ff}, LEVELS, BUDGETS, instances=INSTANCES, progress=False)
+    assert [(c["set"], c["budget"]) for c in result.cells] == [(s, 1) for s in SETS]
+    assert all(c["steps_mean"] == 1.0 and not c["adaptive"] and c["n"] == INSTANCES for c in result.cells)
+    assert result.instances == [] and result.solvers["FeedForward"]["predictor"] == "FeedForward"
+    sets = make_sets(task, LEVELS, INSTANCES, seed=0)
+    with torch.no_grad():
+        expected = [float(task.loss(s.problem, ff(s.problem.x).reshape(-1, SIZE * SIZE)).mean()) for s in sets]
+    assert [c["error"] for c in result.cells] == pytest.approx(expected, rel=1e-6)
+    text = format_study(result)
+    assert "FeedForward mse" in text and "steps 1" in text and "steps 3" not in text
+    recurrent = Recurrent(**task.dims(), hidden=8, steps=2)
+    cells = measure(task, recurrent, {"Recurrent": recurrent}, LEVELS, BUDGETS, instances=4, progress=False).cells
+    assert [c["budget"] for c in cells if c["set"] == "1"] == list(BUDGETS)  # its iterations are budgets
+    assert [c["steps_mean"] for c in cells if c["set"] == "1"] == [float(b) for b in BUDGETS]
+
+
+def test_a_task_without_levels_is_refused_with_its_splits() -> None:
+    from irem.problem_sets import levels_to_use
+    from irem.tasks.text import TextTask
+
+    with pytest.raises(LevelError, match="Task 'text' has no difficulty levels.*train, val, test"):
+        levels_to_use(TextTask(context=4, test_size=2, val_size=2), None)
+
+
 def test_unknown_solver_lists_the_valid_choices() -> None:
     with pytest.raises(StudyError) as err:
         solver_configs(["gd", "nope"], CONFIG_DIR)
@@ -214,9 +273,9 @@ def test_solver_configs_compose_their_defaults() -> None:
 
 
 def test_a_level_the_task_rejects_is_reported() -> None:
-    with pytest.raises(StudyError, match=r"level -1 is rejected by task 'inverse'.*test=0\.5"):
+    with pytest.raises(LevelError, match=r"level -1 is rejected by task 'inverse'.*test=0\.5"):
         make_sets(Inverse(size=2, test_size=4, val_size=4), [0.5, -1.0], instances=2, seed=0)
-    with pytest.raises(StudyError, match=r"level 2\.5 is rejected by task 'graph_shortest_path'.*harder=15"):
+    with pytest.raises(LevelError, match=r"level 2\.5 is rejected by task 'graph_shortest_path'.*harder=15"):
         make_sets(ShortestPath(test_size=4, val_size=4), [2.5], instances=2, seed=0)
 
 
@@ -375,3 +434,26 @@ def test_bad_level_fails_before_training(runs) -> None:
     assert bad.returncode != 0
     assert "level 0 is rejected by task 'inverse'" in bad.stderr and "c must be > 0" in bad.stderr
     assert "trained" not in bad.stdout
+
+
+def test_irem_study_of_a_feed_forward_run(tmp_path, compose_config) -> None:
+    """A run trained with baseline=feedforward is studied: its error per level, records and plots."""
+    from irem.cli import _fit
+
+    run = tmp_path / "ff"
+    train = ("baseline=feedforward", "baseline.width=8", "baseline.depth=1", "task.size=3", "task.test_size=4")
+    train += ("task.val_size=4", "trainer.iterations=2", "trainer.batch_size=8", "trainer.progress=false")
+    _fit(compose_config("train", (*train, "eval.run=false", "name=ff")), str(run))
+    out = tmp_path / "study"
+    args = [f"run_dir={run}", "instances=4", "levels=[1,0.2]", "progress=false", f"hydra.run.dir={out}"]
+    done = finish(start("irem-study", args, tmp_path))
+    ok(done)
+    assert "FeedForward mse" in done.stdout and "steps 1" in done.stdout and "steps 2" not in done.stdout
+    for s in ("1", "0.2", "mixed"):
+        assert any(line.split()[:1] == [s] for line in done.stdout.splitlines()), s
+    record = json.loads((out / "study.json").read_text())
+    assert [(c["set"], c["budget"], c["solver"]) for c in record["cells"]] == [
+        (s, 1, "FeedForward") for s in ("1", "0.2", "mixed")
+    ]
+    assert (out / "error_vs_steps.png").is_file() and (out / "error_vs_seconds.png").is_file()
+    assert not (out / "steps_vs_difficulty.png").exists()  # nothing decided its own steps

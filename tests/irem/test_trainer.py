@@ -250,3 +250,28 @@ def test_checkpoint_keeps_ordinary_file_permissions(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.write_bytes(b"")
     assert oct(path.stat().st_mode & 0o777) == oct(plain.stat().st_mode & 0o777)
+
+
+def test_a_misspelt_setting_is_refused_with_the_valid_ones(out_dir) -> None:
+    task = tiny_task()
+    with pytest.raises(ValueError) as err:
+        Trainer(task, tiny_model(task), out_dir, iteratons=3)
+    message = str(err.value)
+    assert "Unknown key 'trainer.iteratons'" in message and "Did you mean 'iterations'?" in message
+    for key in ("iterations", "batch_size", "lr", "checkpoint_every", "time_limit"):
+        assert key in message
+
+
+def test_library_defaults_are_the_config_schemas(out_dir) -> None:
+    """One copy of each default: a Trainer built without settings uses TrainerConfig's."""
+    from dataclasses import fields
+
+    from irem.config import TrainerConfig
+
+    task = tiny_task()
+    trainer = Trainer(task, tiny_model(task), out_dir)
+    defaults = TrainerConfig()
+    for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "val_every", "warmup", "time_limit"):
+        assert getattr(trainer, name) == getattr(defaults, name), name
+    assert trainer.optimizer.param_groups[0]["lr"] == defaults.lr
+    assert {f.name for f in fields(TrainerConfig)} >= {"iterations", "checkpoint_every", "lr"}

@@ -371,3 +371,21 @@ def test_solver_smoke_with_untrained_energy(task: Task, compose_config, config_n
     assert torch.isfinite(result.y).all()
     assert result.steps.shape == (p.num_instances,)
     assert (result.steps <= 3).all()
+
+
+HIGHER_IS_BETTER_NAMES = ("accuracy", "balanced_accuracy", "psnr", "within_")
+
+
+def test_study_declarations_name_real_metrics(task_name: str, compose_config) -> None:
+    """Every task's headline metric and higher-is-better metrics are ones its `metrics` computes, and
+    no metric that reads as a score (accuracy, PSNR, within tolerance) is left as an error."""
+    built = instantiate(compose_config("train", (f"task={task_name}",)).task, **SIZES)
+    problem = built.split("test")
+    metrics = built.metrics(problem, built.init_answer(problem, gen(0)))
+    assert built.error_metric in metrics  # (a family may declare scores some of its tasks do not compute)
+    scores = {m for m in metrics if m.startswith(HIGHER_IS_BETTER_NAMES)}
+    assert scores <= built.higher_is_better, f"{task_name}: declare {sorted(scores - built.higher_is_better)}"
+    assert built.error_metric not in built.higher_is_better or built.error_metric in scores
+    assert built.difficulty_label and (built.level_label is None or built.level_label)
+    if built.level_label is not None and built.study_levels is not None:  # the task accepts its own levels
+        built.generate(2, built.study_levels[0], gen(0))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,3 +132,27 @@ def test_hugging_face_loader_on_a_local_file(tmp_path) -> None:
         TextTask(context=8, hf_dataset="text", hf_data_files=str(file), hf_field="body")
     with pytest.raises(ValueError, match="either path or hf_dataset"):
         TextTask(path=str(file), hf_dataset="text")
+
+
+def test_without_datasets_the_loader_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # an import of it fails, as when it is not installed
+    with pytest.raises(ImportError, match=r'pip install "irem\[hf\]"'):
+        TextTask(context=8, hf_dataset="text", hf_data_files="corpus.txt")
+
+
+def test_the_hugging_face_test_skips_cleanly_without_datasets(tmp_path) -> None:
+    """`datasets` is the optional extra irem[hf], not part of dev: without it the loader's test skips."""
+    (tmp_path / "datasets.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'datasets'\", name='datasets')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    test = f"{Path(__file__).resolve()}::test_hugging_face_loader_on_a_local_file"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=240,
+    )
+    assert done.returncode == 0 and "1 skipped" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

@@ -1,4 +1,6 @@
-"""Generating text from a prompt with a trained byte-level model: `generate()` and `irem-generate`.
+"""Generating text from a prompt with a trained byte-level model (tasks/text.py): `generate()` and
+`irem-generate`, whose config schema (`GenerateConfig`, configs/generate.yaml) is registered here.
+It lives beside the text task because only a text task turns a prompt into a problem.
 
     irem-generate run_dir=outputs/text-energy 'prompt="The "' length=200
     irem-generate run_dir=outputs/text-energy 'prompt="The "' budget=8 answer=best solver=best_of_n   # System 2
@@ -25,7 +27,9 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from irem.openmp import configure_wait_policy
 
@@ -34,16 +38,40 @@ configure_wait_policy()
 
 import hydra
 import torch
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from irem.build import build_solver, load_run
-from irem.cli import CONFIG_DIR, _precheck, _setup
+from irem.cli import CONFIG_DIR, precheck, setup
+from irem.config import DEFAULT_THREADS
 from irem.predictor import Predictor
 from irem.task import Task
 from irem.trainer import resolve_device
+
+
+@dataclass
+class GenerateConfig:
+    """irem-generate: continue `prompt` by `length` bytes with a trained text run."""
+
+    run_dir: str = MISSING
+    checkpoint: str | None = None
+    prompt: str = MISSING
+    length: int = 200
+    budget: int | None = None
+    answer: str = "budget"
+    temperature: float = 1.0
+    solver: Any = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = DEFAULT_THREADS
+    progress: bool = True
+
+
+# configs/generate.yaml names this schema in its defaults list; it is stored when the command loads
+ConfigStore.instance().store(name="generate_schema", node=GenerateConfig)
 
 ANSWERS = ("budget", "best")  # the iterate at the budget, or the lowest-energy iterate (energy models)
 
@@ -175,7 +203,7 @@ def generate(
 
 @hydra.main(config_path=CONFIG_DIR, config_name="generate", version_base="1.3")
 def _generate(cfg: DictConfig) -> None:
-    _setup(cfg)
+    setup(cfg)
     try:
         check_settings(cfg.length, cfg.temperature, cfg.answer, cfg.budget)
         path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
@@ -222,9 +250,9 @@ def _generate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _precheck("generate", sys.argv[1:])
+    precheck("generate", sys.argv[1:])
     _generate()
 
 
-if __name__ == "__main__":  # python -m irem.generate ...
+if __name__ == "__main__":  # python -m irem.tasks.text_generate ...
     main()

@@ -1,0 +1,113 @@
+"""The tables the commands print: evaluation rows (irem-train, irem-eval) and a study (irem-study).
+
+Splits or sets down, step budgets across, one block per metric; a metric the task declares
+higher-is-better (`Task.higher_is_better`: accuracy, PSNR) says so in its heading, every other
+one is an error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from irem.study import Study
+
+
+def metric_label(metric: str, higher_is_better: Collection[str] = ()) -> str:
+    """The metric's name, with "(higher is better)" where a larger value is the better one."""
+    return f"{metric} (higher is better)" if metric in higher_is_better else metric
+
+
+def _order(label: str) -> tuple[int, int]:
+    return (0, int(label)) if label.isdigit() else (1, 0)
+
+
+def _number(value: float) -> str:
+    """A table entry: 4 significant digits, or a dash where the row has no such number."""
+    return f"{value:>12.4g}" if math.isfinite(value) else f"{'-':>12}"
+
+
+def format_table(rows: list[dict[str, Any]], title: str = "", higher_is_better: Collection[str] = ()) -> str:
+    """One block per metric: splits down, budgets across."""
+    out = []
+    for metric in dict.fromkeys(r["metric"] for r in rows):
+        sub = [r for r in rows if r["metric"] == metric]
+        labels = sorted(dict.fromkeys(r["budget"] for r in sub), key=_order)
+        splits = list(dict.fromkeys(r["split"] for r in sub))
+        value = {(r["split"], r["budget"]): r["value"] for r in sub}
+        name = metric_label(metric, higher_is_better)
+        width = max(10, len(name) + 1, *(len(s) + 1 for s in splits))  # long names keep columns aligned
+        head = f"{name:<{width}}" + "".join(f"{('steps ' + lb) if lb.isdigit() else lb:>12}" for lb in labels)
+        out.append((f"{title}  " if title else "") + head)
+        for s in splits:
+            out.append(
+                f"{'':{len(title) + 2 if title else 0}}{s:<{width}}"
+                + "".join(f"{value.get((s, lb), float('nan')):>12.4g}" for lb in labels)
+            )
+    return "\n".join(out)
+
+
+def format_solves(rows: list[dict[str, Any]], title: str = "") -> str:
+    """Per split, once: the instances, the mean steps the solve used per instance (an adaptive
+    solver's own count; a fixed one takes its largest budget) and the seconds of the whole solve,
+    which answered every budget of the split at once."""
+    pad = " " * (len(title) + 2 if title else 0)
+    solves = {r["split"]: r for r in rows}
+    width = max(10, *(len(s) + 1 for s in solves))
+    head = f"{'solve':<{width}}" + "".join(f"{c:>12}" for c in ("instances", "steps used", "seconds"))
+    lines = [(f"{title}  " if title else "") + head]
+    for split, r in solves.items():
+        values = (float(r["n"]), float(r["steps_mean"]), float(r["solve_seconds"]))
+        lines.append(f"{pad}{split:<{width}}" + "".join(map(_number, values)))
+    return "\n".join(lines)
+
+
+def format_study(study: Study) -> str:
+    """irem-eval's table for each fixed solver (sets down, budgets across: the study's metric,
+    then seconds), then one line per set and level for each adaptive solver."""
+    fixed = [c for c in study.cells if not c["adaptive"]]
+    metric = metric_label(study.metric, study.higher_is_better)
+    rows = [
+        {"split": c["set"], "budget": str(c["budget"]), "metric": f"{c['solver']} {metric}", "value": c["error"]}
+        for c in fixed
+    ]
+    rows += [
+        {"split": c["set"], "budget": str(c["budget"]), "metric": f"{c['solver']} seconds", "value": c["seconds"]}
+        for c in fixed
+    ]
+    blocks = [format_table(rows, study.title)] if rows else []
+    pad = " " * (len(study.title) + 2)
+    for name in dict.fromkeys(c["solver"] for c in study.cells if c["adaptive"]):
+        cell = {c["set"]: c for c in study.cells if c["solver"] == name}
+        budget = next(iter(cell.values()))["budget"]
+        head = f"{name} (max {budget} steps)"
+        cols = ("level", "difficulty", "steps mean", "steps med", study.metric, "seconds")
+        lines = [f"{study.title}  {head:<24}" + "".join(f"{c:>12}" for c in cols)]
+        for lv in study.levels:
+            if f"{name}_steps_mean" not in lv:
+                continue
+            seconds = cell[lv["set"]]["seconds"] if lv["set"] != "mixed" else math.nan
+            values = (
+                lv["level"],
+                lv["difficulty_median"],
+                lv[f"{name}_steps_mean"],
+                lv[f"{name}_steps_median"],
+                lv[f"{name}_error"],
+                seconds,
+            )
+            lines.append(f"{pad}{lv['set']:<24}" + "".join(map(_number, values)))
+        if "mixed" in cell:
+            c = cell["mixed"]
+            values = (math.nan, math.nan, c["steps_mean"], c["steps_median"], c["error"], c["seconds"])
+            lines.append(f"{pad}{'mixed (all)':<24}" + "".join(map(_number, values)))
+        rho = study.correlations.get(name, {})
+        lines.append(
+            f"{pad}Spearman(steps, {study.difficulty_label}): "
+            + ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in rho.items())
+        )
+        if study.metric in study.higher_is_better:
+            lines.append(f"{pad}{metric_label(study.metric, study.higher_is_better)}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
