@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from irem.checkpoint import load, run_checkpoint
 from irem.config import check_node, valid_keys
@@ -57,27 +57,43 @@ def build_objective(cfg: DictConfig) -> Objective:
 # Settings of IREM's objective that configs written before the objective group kept under `model`.
 _MOVED_TO_OBJECTIVE = ("step_supervision", "input_stationarity")
 IREM_OBJECTIVE = "irem.objectives.irem.IREMObjective"
+# Plug-in folders that configs written before the namespaced install named at the top level.
+_RENAMED_PACKAGES = ("tasks.", "energies.", "solvers.", "baselines.")
 
 
-def upgrade_config(cfg: DictConfig) -> DictConfig:
-    """A saved config as today's code reads it: a run saved before the objective group trained with
-    IREM's objective, whose settings it kept under `model`."""
-    if cfg.get("objective") is not None or cfg.get("baseline") is not None:
-        return cfg
-    cfg = cfg.copy()
-    model = dict(cfg.get("model") or {})
-    moved = {k: model.pop(k) for k in _MOVED_TO_OBJECTIVE if k in model}
-    with open_dict(cfg):
-        cfg.model = model
-        cfg.objective = {"_target_": IREM_OBJECTIVE, **moved}
-    return cfg
+def _renamed_targets(node: Any) -> Any:
+    """`_target_: tasks.matrix.Inverse` as `irem.tasks.matrix.Inverse`, everywhere in a config."""
+    if isinstance(node, dict):
+        out = {k: _renamed_targets(v) for k, v in node.items()}
+        target = out.get("_target_")
+        if isinstance(target, str) and target.startswith(_RENAMED_PACKAGES):
+            out["_target_"] = f"irem.{target}"
+        return out
+    if isinstance(node, list):
+        return [_renamed_targets(v) for v in node]
+    return node
+
+
+def upgrade_config(cfg: DictConfig | dict) -> DictConfig:
+    """A saved config as today's code reads it, so older runs keep loading and resuming: plug-ins
+    named by their old top-level packages get their irem.* names, and a run saved before the
+    objective group (trained with IREM's objective, whose settings it kept under `model`) gets it."""
+    plain = OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain = _renamed_targets(plain)
+    if plain.get("objective") is None and plain.get("baseline") is None and "energy" in plain:
+        model = dict(plain.get("model") or {})
+        moved = {k: model.pop(k) for k in _MOVED_TO_OBJECTIVE if k in model}
+        plain["model"] = model
+        plain["objective"] = {"_target_": IREM_OBJECTIVE, **moved}
+    return OmegaConf.create(plain)
 
 
 def build_model(cfg: DictConfig, task: Task) -> Predictor:
     """A baseline when `baseline` is set, else an energy model (energy + solver + objective)."""
     if cfg.get("baseline") is not None:
         return _sized(cfg.baseline, "baseline", task, Predictor)
-    cfg = upgrade_config(cfg)
+    if cfg.get("objective") is None:  # a config written before the objective group
+        cfg = upgrade_config(cfg)
     energy = _sized(cfg.energy, "energy", task, EnergyFunction)
     check_energy_fits(energy, task)
     model_cfg = cfg.get("model") or {}
@@ -89,7 +105,7 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple
     and its model (train mode, as built; callers that evaluate call .eval(), composition freezes it)."""
     path = Path(checkpoint) if checkpoint else run_checkpoint(run_dir)
     state = load(path)
-    saved = OmegaConf.create(state["config"])
+    saved = upgrade_config(state["config"])
     task = build_task(saved.task)
     model = build_model(saved, task)
     model.load_state_dict(state["model"])

@@ -150,7 +150,7 @@ def check_eval_sets(task: Task, splits: list[str], levels: list[float]) -> None:
 def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     """Build the run `cfg` describes and train it in `out_dir`, resuming a checkpoint of the same
     config (irem-train, and irem-study's own short training)."""
-    from irem.build import build_model, build_task
+    from irem.build import build_model, build_task, upgrade_config
     from irem.checkpoint import load, run_checkpoint
     from irem.trainer import Trainer
 
@@ -161,7 +161,7 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     config = to_container(cfg)
     ckpt = run_checkpoint(out_dir)
     if cfg.resume and ckpt.exists():
-        differ = _same_run(load(ckpt)["config"], config)
+        differ = _same_run(to_container(upgrade_config(load(ckpt)["config"])), config)
         if differ:
             raise SystemExit(
                 f"{ckpt} was written by a different config (differs in: {', '.join(differ)}). "

@@ -238,3 +238,28 @@ def test_one_torch_thread_by_default_and_null_keeps_torchs(compose_config) -> No
         assert compose_config(name, ()).threads == 1
         assert compose_config(name, ("threads=null",)).threads is None
     assert compose_config("evaluate", ("run_dir=x",)).threads == 1
+
+
+def test_a_config_saved_before_the_namespaced_install_and_the_objective_group_still_builds() -> None:
+    """Runs saved by older code name plug-ins by their top-level packages and keep IREM's objective
+    settings under `model`; they load as today's code names them, and a resume compares equal."""
+    from irem.build import build_model, build_task, upgrade_config
+
+    old = {
+        "task": {"_target_": "tasks.matrix.Addition", "size": 2, "test_size": 4, "val_size": 4},
+        "energy": {"_target_": "energies.mlp.MLPEnergy", "width": 8},
+        "solver": {"_target_": "solvers.gradient_descent.GradientDescent", "step_size": 1.0, "max_steps": 2},
+        "baseline": None,
+        "model": {"replay_capacity": 0, "step_supervision": True, "input_stationarity": 0.5},
+    }
+    cfg = upgrade_config(old)
+    assert cfg.task._target_ == "irem.tasks.matrix.Addition" and cfg.solver._target_.startswith("irem.solvers.")
+    assert cfg.objective == {
+        "_target_": "irem.objectives.irem.IREMObjective",
+        "step_supervision": True,
+        "input_stationarity": 0.5,
+    }
+    assert dict(cfg.model) == {"replay_capacity": 0}
+    model = build_model(cfg, build_task(cfg.task))
+    assert model.objective.step_supervision and model.objective.input_stationarity == 0.5
+    assert upgrade_config(cfg) == cfg  # today's configs pass through unchanged
