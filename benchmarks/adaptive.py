@@ -29,10 +29,10 @@ plain descent on it needs a number of steps that grows with cond(A), so it shows
 does on a landscape whose curvature carries the difficulty. It is a reference, not a learned model.
 
 The trained model comes from --run-dir (an irem-train run directory); without one the script
-trains `experiment=irem_inverse_adaptive` (the matrix-product energy on c in [0.5, 20]) for
---train-iterations into runs/adaptive-inverse (reused if there).
+prints the command that trains `experiment=irem_inverse_adaptive` (the matrix-product energy on
+c in [0.5, 20], about 50 minutes on one core) and exits.
 
-    python benchmarks/adaptive.py                      # trains first (~50 min on one core)
+    irem-train experiment=irem_inverse_adaptive threads=1 hydra.run.dir=runs/adaptive-inverse
     python benchmarks/adaptive.py --run-dir runs/adaptive-inverse
     python benchmarks/adaptive.py --run-dir runs/repro/inverse-energy --c-min 0.05 --c-max 1 \
         --momentum 0 --no-accept-if-lower --rule plateau --grad-tol 1e-2      # the plain MLP energy
@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -70,6 +69,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from irem import build  # noqa: E402
+from irem.checkpoint import run_checkpoint  # noqa: E402
 from irem.energy import EnergyFunction  # noqa: E402
 from irem.evaluation import eval_generator  # noqa: E402
 from irem.solver import Solver  # noqa: E402
@@ -122,19 +122,13 @@ def graph_study(args: argparse.Namespace) -> tuple[float, float, float]:
 
 def trained_model(args: argparse.Namespace):
     run_dir = args.run_dir
-    if run_dir is None:
-        run_dir = Path("runs/adaptive-inverse")
-        if not (run_dir / "eval.json").exists():
-            cmd = [
-                str(Path(sys.executable).with_name("irem-train")),
-                "experiment=irem_inverse_adaptive",
-                f"trainer.iterations={args.train_iterations}",
-                f"threads={args.threads}",
-                "name=adaptive-inverse",
-                f"hydra.run.dir={run_dir}",
-            ]
-            print("training:", " ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True)
+    if run_dir is None or not run_checkpoint(run_dir).is_file():
+        raise SystemExit(
+            f"No trained run at {run_dir or '--run-dir'}. Train one first (about 50 minutes on one core):\n"
+            f"  irem-train experiment=irem_inverse_adaptive trainer.iterations={args.train_iterations} "
+            f"threads={args.threads} hydra.run.dir=runs/adaptive-inverse\n"
+            "then: python benchmarks/adaptive.py --run-dir runs/adaptive-inverse"
+        )
     task, model = load_run(run_dir, args)
     if task.name != "inverse":
         raise SystemExit(f"{run_dir} holds a model for task '{task.name}'; this benchmark needs 'inverse'.")
