@@ -48,12 +48,12 @@ def draw_boards(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    puzzles = check_boards(puzzles, "draw_boards: puzzles")[:n]
-    predictions = check_boards(predictions, "draw_boards: predictions")[:n]
+    puzzles = check_boards(puzzles, "draw_boards: puzzles")[:n].cpu()
+    predictions = check_boards(predictions, "draw_boards: predictions")[:n].cpu()
     if puzzles.shape != predictions.shape:
         raise ValueError(f"draw_boards: {puzzles.shape[0]} puzzles for {predictions.shape[0]} predictions.")
     if solutions is not None:
-        solutions = check_boards(solutions, "draw_boards: solutions")[:n]
+        solutions = check_boards(solutions, "draw_boards: solutions")[:n].cpu()
         wrong = (predictions != solutions) & (predictions > 0)
         solved = board_metrics(puzzles, predictions, solutions)["solved"].bool()
     else:
