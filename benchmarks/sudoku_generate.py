@@ -21,6 +21,7 @@ import os
 import time
 
 import torch
+
 from irem.tasks.sudoku_boards import generate, generate_band, random_grids, solve
 
 

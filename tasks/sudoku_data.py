@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
+
 from irem.tasks.sudoku_boards import (
     CELLS,
     GENERATOR_VERSION,
@@ -41,7 +43,6 @@ from irem.tasks.sudoku_boards import (
     solve,
     violations,
 )
-from torch import Tensor
 
 PUZZLE_COLUMNS = ("quizzes", "quiz", "puzzle", "puzzles", "question", "questions")
 SOLUTION_COLUMNS = ("solutions", "solution", "answer", "answers")

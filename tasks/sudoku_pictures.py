@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from irem.tasks.sudoku_boards import UNITS, board_metrics, check_boards
 from torch import Tensor
+
+from irem.tasks.sudoku_boards import UNITS, board_metrics, check_boards
 
 GIVEN, PREDICTED, WRONG = "black", "tab:blue", "tab:red"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from irem.tasks.sudoku_boards import (
     CELLS,
     UNITS,

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import irem.tasks.sudoku_data as sudoku_data
 import pytest
 import torch
+
+import irem.tasks.sudoku_data as sudoku_data
 from irem.tasks.sudoku_boards import generate, is_valid_solution, keeps_givens
 from irem.tasks.sudoku_data import (
     cache_folder,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import matplotlib.image
 import pytest
 import torch
+from matplotlib.colors import to_rgb
+
 from irem.tasks.sudoku_boards import generate
 from irem.tasks.sudoku_pictures import WRONG, _clashing, draw_boards
-from matplotlib.colors import to_rgb
 
 
 def has_red(image) -> bool:
