@@ -298,7 +298,7 @@ class Problem:
         if not isinstance(self.x, InstanceInput):
             raise NotImplementedError(
                 "Problem.select: a problem with a segment needs an x that picks its own instances "
-                f"(irem.problem.InstanceInput, e.g. a graph batch); got x of type {type(self.x).__name__}."
+                f"(irem.problem.InstanceInput); got x of type {type(self.x).__name__}."
             )
         index = torch.as_tensor(index, dtype=torch.long, device=self.segment.device).flatten()
         n_rows = self.segment.shape[0]

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from irem.task import per_instance_level
+
 # -- the grid's geometry -------------------------------------------------------------------------
 
 CELLS = 81
@@ -413,13 +415,11 @@ def random_grids(n: int, generator: torch.Generator) -> Tensor:
 
 
 def _targets(givens: int | Tensor, n: int) -> Tensor:
-    targets = torch.as_tensor(givens, dtype=torch.long)
-    if targets.dim() == 0:
-        targets = targets.expand(n)
-    if targets.shape != (n,):
-        raise ValueError(
-            f"generate: givens must be a scalar or one value per board ({n}), got shape {tuple(targets.shape)}."
-        )
+    """The givens asked of each board (the Sudoku task's difficulty: a scalar or one per board)."""
+    level = per_instance_level(givens, n)
+    targets = level.round().long()
+    if bool((level != targets.float()).any()):
+        raise ValueError(f"generate: givens must be whole numbers, got {level.tolist()[:8]}.")
     if bool((targets < 0).any() | (targets > CELLS).any()):
         raise ValueError("generate: givens must lie in 0..81 (0 or anything below 17 asks for the fewest reachable).")
     return targets.clone()

@@ -187,7 +187,7 @@ def test_generate_is_deterministic_and_takes_one_target_per_board():
         assert torch.equal(getattr(a, field), getattr(b, field)), field
     assert a.givens[:3].tolist() == [45, 36, 30] and int(a.givens[5]) == 81
     assert not torch.equal(a.puzzles, generate(6, targets, gen(12)).puzzles)
-    with pytest.raises(ValueError, match="one value per board"):
+    with pytest.raises(ValueError, match="one value per instance"):
         generate(6, torch.tensor([30, 30]), gen(0))
     with pytest.raises(ValueError, match="0..81"):
         generate(2, 90, gen(0))
