@@ -15,9 +15,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from irem.problem import AnswerConstraint, Problem, per_instance_mean
+from irem.problem import AnswerConstraint, Problem, per_instance_mean, per_instance_sum
 
 SPLITS = ("train", "val", "test", "harder")
+ANSWER_KINDS = ("continuous", "categorical")
 
 
 def split_generator(split_seed: int, name: str) -> torch.Generator:
@@ -45,11 +46,21 @@ class Task(abc.ABC):
     """A family of problems with a difficulty knob.
 
     Subclasses implement `generate` (a batch at a given difficulty) and say in `dims` what shape
-    an energy must accept. Everything else (fixed splits, default metrics, the uniform start of
-    descent) has a default that fits continuous answers.
+    an energy must accept. Everything else (fixed splits, the loss and metrics, decoding, the
+    uniform start of descent) has a default that fits the task's `answer_kind`.
     """
 
     name: ClassVar[str] = "task"
+
+    answer_kind: ClassVar[str] = "continuous"
+    """What an answer is. "continuous": the target's own values, scored by mean squared error.
+    "categorical": a score per class in the answer's last dimension (logits, or IRED's +-1
+    one-hot relaxation), `target` holding the class ids (the answer's shape without that
+    dimension); scored by cross-entropy over the free positions (those the problem's constraint
+    does not fix) and decoded by argmax. The shared task tests check the contract of the kind."""
+    unit_size: int = 1
+    """Instances per unit that `generate(n)` counts: 1, or a group of instances that are drawn,
+    stored and evaluated together (a text window of `context` predicted tokens)."""
 
     # -- how studies and tables describe the task (irem-study, irem-eval eval.levels) ---------------
     study_levels: ClassVar[tuple[float, ...] | None] = None
@@ -74,6 +85,10 @@ class Task(abc.ABC):
         val_size: int = 256,
         split_seed: int = 1234,
     ) -> None:
+        if self.answer_kind not in ANSWER_KINDS:
+            raise ValueError(
+                f"{type(self).__name__}: unknown answer_kind '{self.answer_kind}'. Valid: {', '.join(ANSWER_KINDS)}."
+            )
         for key, value in (("test_size", test_size), ("val_size", val_size)):
             if int(value) < 1:
                 raise ValueError(f"{type(self).__name__}: {key} must be >= 1, got {value}.")
@@ -144,8 +159,20 @@ class Task(abc.ABC):
         return tuple(problem.target.shape)
 
     def loss(self, problem: Problem, y: Tensor) -> Tensor:
-        """Per-instance training loss (mean squared error)."""
+        """Per-instance training loss: mean squared error (continuous answers), or cross-entropy
+        over the free positions (categorical answers)."""
+        if self.answer_kind == "categorical":
+            return categorical_loss(problem, y)
         return per_instance_mean((y - problem.target) ** 2, problem.segment, problem.num_instances)
+
+    def target_answer(self, problem: Problem, scale: float = 1.0) -> Tensor:
+        """The target in the answer's layout: the target itself (continuous), or `scale` times the
+        +-1 one-hot of the target classes (categorical; larger scales are more confident logits).
+        Shared tests score and check it; IRED's relaxation trains towards it."""
+        if self.answer_kind != "categorical":
+            return problem.target
+        classes = self.answer_shape(problem)[-1]
+        return scale * (torch.nn.functional.one_hot(problem.target.long(), classes).float() * 2 - 1)
 
     def eval_batches(self, problem: Problem, batch_size: int) -> Iterator[Problem]:
         """Consecutive sub-batches of about `batch_size` instances, together every instance once,
@@ -183,5 +210,26 @@ class Task(abc.ABC):
         return {"mse": self.loss(problem, y.detach())}
 
     def decode(self, problem: Problem, y: Tensor) -> Tensor:
-        """The answer in the task's own terms (identity for continuous answers)."""
-        return y
+        """The answer in the task's own terms: itself (continuous), or the class of each position
+        (categorical: the argmax of its scores)."""
+        return y.argmax(dim=-1) if self.answer_kind == "categorical" else y
+
+
+def free_positions(problem: Problem, y: Tensor) -> Tensor:
+    """Per position of a categorical answer (its shape without the class dimension): True where the
+    problem's constraint leaves the position free (a given cell of a puzzle is not)."""
+    c = problem.constraint
+    if c is None or c.mask is None:
+        return torch.ones(y.shape[:-1], dtype=torch.bool, device=y.device)
+    return ~c.mask.all(dim=-1)
+
+
+def categorical_loss(problem: Problem, y: Tensor) -> Tensor:
+    """Cross-entropy of the target classes, in nats, averaged over each instance's free positions."""
+    scores = y.float()
+    ce = torch.nn.functional.cross_entropy(
+        scores.reshape(-1, scores.shape[-1]), problem.target.reshape(-1).long(), reduction="none"
+    ).reshape(problem.target.shape)
+    free = free_positions(problem, y).to(ce.dtype)
+    total = per_instance_sum(ce * free, problem.segment, problem.num_instances)
+    return total / per_instance_sum(free, problem.segment, problem.num_instances).clamp_min(1)

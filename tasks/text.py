@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from irem.problem import Problem
@@ -181,6 +180,7 @@ class TextTask(Task):
     """Next-byte prediction on a corpus split into contiguous train / val / test regions."""
 
     name = "text"
+    answer_kind = "categorical"  # next-byte logits per position, decoded by argmax
     level_label = None  # generate ignores its difficulty: no levels to sweep, only the splits
     difficulty_label = "bytes of context"
     error_metric = "ce"
@@ -213,6 +213,7 @@ class TextTask(Task):
                 f"got {split_fractions}."
             )
         self.context = int(context)
+        self.unit_size = self.context  # generate(n) draws n windows of `context` predicted tokens
         self.path, self.ood_path = path, ood_path
         if hf_dataset:
             text = load_hf_text(hf_dataset, hf_config, hf_split, hf_field, hf_data_files)
@@ -298,17 +299,9 @@ class TextTask(Task):
         """Is the most likely byte the next one? (`tol` has no meaning for discrete answers.)"""
         return y.argmax(dim=-1) == problem.target
 
-    def loss(self, problem: Problem, y: Tensor) -> Tensor:
-        """Cross-entropy in nats per position."""
-        return F.cross_entropy(y.float(), problem.target, reduction="none")
-
     def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
         ce = self.loss(problem, y.detach())
         return {"ce": ce, "bits_per_byte": ce / math.log(2), "accuracy": self.check(problem, y.detach()).float()}
-
-    def decode(self, problem: Problem, y: Tensor) -> Tensor:
-        """The predicted byte ids."""
-        return y.argmax(dim=-1)
 
     def prompt_problem(self, ids: Tensor) -> Problem:
         """The last `context` ids of a prompt as one window, one instance per position, no target
