@@ -54,6 +54,12 @@ def answer_shape(owner: str, y_dim: int, task: Task, problem: Problem) -> tuple[
     return shape
 
 
+def keep_fixed(problem: Problem, y: Tensor) -> Tensor:
+    """An answer with the problem's fixed entries (givens, observed entries) set, as every solver of
+    an energy model keeps them: a direct predictor is judged on the same terms."""
+    return y if problem.constraint is None else problem.constraint.apply(y)
+
+
 def mean_loss(task: Task, problem: Problem, y: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
     """The task's own per-instance loss, averaged: any continuous-answer task trains as it defines.
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from irem.baselines.common import answer_shape, check_activation, check_sizes, flat_input, mean_loss
+from irem.baselines.common import answer_shape, check_activation, check_sizes, flat_input, keep_fixed, mean_loss
 from irem.networks.mlp import mlp
 from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem
@@ -43,5 +43,5 @@ class FeedForward(Predictor):
         shape = answer_shape("FeedForward", self.y_dim, task, problem)
         # Evaluation leaves autograd on (descent needs it); a direct predictor does not.
         with torch.no_grad():
-            y = self(flat_input("FeedForward", self.x_dim, task, problem)).reshape(shape)
+            y = keep_fixed(problem, self(flat_input("FeedForward", self.x_dim, task, problem)).reshape(shape))
         return Predictions(answers={str(b): y for b in wanted}, info={"steps_mean": {str(b): 1.0 for b in wanted}})
