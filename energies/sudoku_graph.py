@@ -4,7 +4,8 @@ Each cell starts from an embedding of its given (one-hot, zeros if blank) and th
 scores for it; `depth` rounds of RRN-style message passing (networks/sudoku.py: messages from
 every cell sharing a row, column or box, the cell's input re-injected each round) follow, and each
 cell reads out a scalar. The energy of a puzzle is the sum over its cells: a low energy where no
-cell sees a conflict with its peers. The candidate enters every round, so the gradient a solver
+cell sees a conflict with its peers. `candidate: softmax` reads each cell's scores as a
+distribution over digits, so a sum over peers counts how much of each digit they already hold. The candidate enters every round, so the gradient a solver
 follows reaches each cell through its peers' views of it.
 """
 
@@ -20,8 +21,11 @@ from irem.networks.sudoku import DIGITS, PeerMessages, check_board_tensor
 
 
 class SudokuGraphEnergy(EnergyFunction):
-    def __init__(self, width: int = 64, depth: int = 4) -> None:
+    def __init__(self, width: int = 64, depth: int = 4, candidate: str = "softmax") -> None:
         super().__init__()
+        if candidate not in ("softmax", "raw"):
+            raise ValueError(f"SudokuGraphEnergy: unknown candidate '{candidate}'. Valid choices: softmax, raw.")
+        self.candidate = candidate
         for key, value in (("width", width), ("depth", depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SudokuGraphEnergy: {key} must be an integer >= 1, got {value!r}.")
@@ -34,7 +38,8 @@ class SudokuGraphEnergy(EnergyFunction):
         y = check_board_tensor("SudokuGraphEnergy", y, "the candidate y")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"SudokuGraphEnergy: {x.shape[0]} puzzles in x but {y.shape[0]} candidates in y.")
-        u = torch.cat([x.float(), y], dim=-1)  # [N, 81, 18]
+        c = torch.softmax(y, dim=-1) if self.candidate == "softmax" else y
+        u = torch.cat([x.float(), c], dim=-1)  # [N, 81, 18]
         h = self.embed(u)
         for round_ in self.rounds:
             h = round_(h, u)

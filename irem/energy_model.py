@@ -125,6 +125,9 @@ class EnergyModel(Predictor):
         def init(index: Tensor) -> Tensor:  # fresh starts for instances `index`, drawn as the task starts
             return task.init_answer(problem.select(index), generator).to(problem.device)
 
+        def verify(index: Tensor, y: Tensor) -> Tensor:  # the task's check of answers for instances `index`
+            return task.check(problem.select(index), y)
+
         result = self.solver.solve(
             self.energy,
             problem.x,
@@ -135,8 +138,11 @@ class EnergyModel(Predictor):
             snapshots=budgets,
             generator=generator,
             init=init,
+            verify=verify,
         )
         answers = {str(b): result.snapshots[b] for b in budgets}
         answers["best"] = result.best_y
         info = {"steps": result.steps, "status": result.status, "best_step": result.best_step, **result.summary()}
+        if result.evaluations is not None:
+            info["evaluations"] = result.evaluations
         return Predictions(answers=answers, info=info)

@@ -425,6 +425,9 @@ class SolveResult:
     rules: tuple[str, ...] = ()
     # best-of-N (solvers/best_of_n.py): which start each instance's answer came from
     start_index: Tensor | None = None
+    # energy evaluations (each with its gradient) the answer cost per instance: the start's and one
+    # per step, over every start and restart; compute compared across solvers in these units
+    evaluations: Tensor | None = None
 
     @property
     def num_instances(self) -> int:

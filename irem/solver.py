@@ -19,6 +19,10 @@ from irem.problem import AnswerConstraint, SolveResult
 # where the task starts (irem/energy_model.py builds it).
 StartSampler = Callable[[Tensor], Tensor]
 
+# Whether the answers `y` (their rows, in the layout of the problem's instances `index`) solve
+# instances `index`: the task's own `check`, for solvers that stop or restart on a verified answer.
+Verifier = Callable[[Tensor, Tensor], Tensor]
+
 
 @dataclass(frozen=True)
 class SolveRequest:
@@ -29,7 +33,9 @@ class SolveRequest:
     the solver's truncation allows, so a loss on the result trains the energy; `record_history` and
     `record_trajectory` keep every step's energies and iterates; `snapshots` asks for the iterate
     after each listed number of steps, so one run reports several budgets; `generator` draws noise;
-    `init` draws fresh starts, for solvers that start more than once (best-of-N).
+    `init` draws fresh starts, for solvers that start more than once (best-of-N); `verify` tells
+    whether answers solve their instances (the task's check), for solvers that stop or restart on
+    a verified answer; a result that used it is labelled so by its solver's settings.
     """
 
     segment: Tensor | None = None
@@ -40,6 +46,7 @@ class SolveRequest:
     snapshots: tuple[int, ...] = ()
     generator: torch.Generator | None = None
     init: StartSampler | None = None
+    verify: Verifier | None = None
 
 
 class Solver(nn.Module, abc.ABC):
@@ -65,6 +72,7 @@ class Solver(nn.Module, abc.ABC):
         snapshots: Iterable[int] = (),
         generator: torch.Generator | None = None,
         init: StartSampler | None = None,
+        verify: Verifier | None = None,
     ) -> SolveResult:
         """Run at most `budget` steps (default `max_steps`) from `y0`; the keywords are `SolveRequest`'s."""
         request = SolveRequest(
@@ -76,6 +84,7 @@ class Solver(nn.Module, abc.ABC):
             snapshots=tuple(int(s) for s in snapshots),
             generator=generator,
             init=init,
+            verify=verify,
         )
         return self.run(energy, x, y0, budget, request)
 

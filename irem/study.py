@@ -134,6 +134,9 @@ def _solve(
         def init(index: Tensor, problem: Problem = p.problem, g: torch.Generator = g) -> Tensor:
             return task.init_answer(problem.select(index), g).to(problem.device)
 
+        def verify(index: Tensor, y: Tensor, problem: Problem = p.problem) -> Tensor:
+            return task.check(problem.select(index), y)
+
         _sync(p.y0.device)
         start = time.perf_counter()
         r = solver.solve(
@@ -146,6 +149,7 @@ def _solve(
             snapshots=snapshots,
             generator=g,
             init=init,
+            verify=verify,
         )
         _sync(p.y0.device)
         seconds += time.perf_counter() - start

@@ -103,6 +103,12 @@ class AdaptiveDescent(WrapperSolver):
         if any(s < 0 or s > T for s in wanted):
             raise ValueError(f"AdaptiveDescent: snapshots {wanted} must lie in [0, budget={T}].")
         need_norm = any(isinstance(r, GradNorm) for r in self.rules)
+        need_verdict = any(r.needs_verifier for r in self.rules)
+        if need_verdict and request.verify is None:
+            raise ValueError(
+                "AdaptiveDescent: a rule needs the task's verifier (verified), which this solve was not given; "
+                "an energy model's predict passes Task.check as verify=..."
+            )
         step = gd.descent_step()
 
         with torch.no_grad():
@@ -147,6 +153,7 @@ class AdaptiveDescent(WrapperSolver):
                         grad_norm=gnorm,
                         step_size=step.next_step_size(s.lr, t + 1, T),  # shrunk by rejections, and by the schedule
                         accepted=s.accepted,
+                        verified=request.verify(idx, s.y).to(s.active.device) if need_verdict else None,
                     )
                     stop = torch.zeros_like(s.active)
                     for i, rule in enumerate(self.rules):
@@ -260,4 +267,5 @@ class _Outputs:
             snapshots=self.snapshots,
             stopped_by=self.stopped_by,
             rules=tuple(r.name for r in rules),
+            evaluations=self.steps + 1,
         )

@@ -48,6 +48,10 @@ class BestOfN(WrapperSolver):
     `restarts`: an instance whose every start diverged is run again from new starts (start 0
     again y0) with the wrapped step size times `restart_shrink` (times it again on each further
     restart), at most `restarts` times; a learnable step is restored afterwards, bit for bit.
+    `verified`: the task's verifier (handed to `solve` as `verify`) judges every start; a verified
+    answer beats any unverified one, and restarts (at the same step size) go to every instance not
+    yet verified. Its
+    results use the ground-truth check and are reported apart from energy-picked ones.
 
     Records, per original instance: `y`/`energy` the picked answer and its energy; `steps` the
     steps of every start and restart of the instance together (what the answer cost); `status`,
@@ -69,6 +73,7 @@ class BestOfN(WrapperSolver):
         restarts: int = 0,
         restart_shrink: float = 0.5,
         max_steps: int | None = None,
+        verified: bool = False,
     ) -> None:
         super().__init__(descent)
         if int(starts) != starts or starts < 1:
@@ -92,6 +97,7 @@ class BestOfN(WrapperSolver):
         self.restarts = int(restarts)
         self.restart_shrink = float(restart_shrink)
         self._max_steps = None if max_steps is None else int(max_steps)
+        self.verified = bool(verified)
 
     @property
     def max_steps(self) -> int | None:  # type: ignore[override]
@@ -117,6 +123,11 @@ class BestOfN(WrapperSolver):
                 "given (init=...: an energy model's predict passes Task.init_answer); pass it, or use "
                 "init='uniform' or 'perturb'."
             )
+        if self.verified and request.verify is None:
+            raise ValueError(
+                "BestOfN(verified=True) needs the task's verifier, which this solve was not given (verify=...: an "
+                "energy model's predict passes Task.check)."
+            )
         T = self.max_steps if budget is None else int(budget)
         wanted = sorted(set(request.snapshots))
         n = instance_count(x, y0, segment)
@@ -133,18 +144,26 @@ class BestOfN(WrapperSolver):
                 sub_x, sub_seg, rows, local_seg = _repeat(x, segment, n, todo, self.starts)
                 starts = self._starts(y0, rows, todo, request.generator, init)
                 sub_constraint = None if constraint is None else constraint.rows(rows.repeat(self.starts))
-            with solver.scaled_step(self.restart_shrink**r) if r else nullcontext():
+            shrink = r > 0 and not self.verified  # a diverged instance restarts with a smaller step
+            with solver.scaled_step(self.restart_shrink**r) if shrink else nullcontext():
                 sub = replace(request, segment=sub_seg, constraint=sub_constraint, snapshots=tuple(wanted))
                 res = solver.run(energy, sub_x, starts, T, sub)
             if pool is None:
                 pool = _Pool(res, y0, n, T, self.pick, wanted)
-            pool.merge(res, todo, rows, local_seg, self.starts, r * self.starts)
+            verdicts = None
+            if self.verified:
+                answers = res.best_y if self.pick == "best" else res.y
+                verdicts = request.verify(todo.repeat(self.starts), answers.detach()).to(todo.device)
+            pool.merge(res, todo, rows, local_seg, self.starts, r * self.starts, verdicts)
             if r == self.restarts:
                 break
-            diverged = (res.status == int(Status.DIVERGED)).view(self.starts, -1).all(0)
-            if not bool(diverged.any()):
+            if self.verified:  # restart every instance whose pick the verifier rejects
+                again = ~pool.ok[todo]
+            else:  # restart an instance only when every start of it diverged
+                again = (res.status == int(Status.DIVERGED)).view(self.starts, -1).all(0)
+            if not bool(again.any()):
                 break
-            todo = todo[diverged]
+            todo = todo[again]
         return pool.result()
 
     def _starts(
@@ -188,6 +207,8 @@ class _Pool:
         self.score = torch.full((n,), math.inf, device=device, dtype=like.energy.dtype)
         self.filled = torch.zeros(n, dtype=torch.bool, device=device)
         self.steps = torch.zeros(n, dtype=torch.long, device=device)
+        self.evaluations = torch.zeros(n, dtype=torch.long, device=device)
+        self.ok = torch.zeros(n, dtype=torch.bool, device=device)  # the pick passed the verifier (verified=True)
         self.start_index = torch.zeros(n, dtype=torch.long, device=device)
         self.inst = {k: v.new_zeros((n, *v.shape[1:])) for k, v in _per_instance(like).items() if v is not None}
         self.rows = {"y": y0.clone(), "best_y": y0.clone(), **{f"snap{b}": y0.clone() for b in wanted}}
@@ -198,22 +219,41 @@ class _Pool:
             self.history = like.energy_history.new_full((T + 1, n), math.nan)
         self.trajectory = None if like.trajectory is None else [y0.clone() for _ in range(T + 1)]
 
-    def merge(self, res: SolveResult, ids: Tensor, rows: Tensor, local_seg: Tensor, k: int, first: int) -> None:
+    def merge(
+        self,
+        res: SolveResult,
+        ids: Tensor,
+        rows: Tensor,
+        local_seg: Tensor,
+        k: int,
+        first: int,
+        verdicts: Tensor | None = None,
+    ) -> None:
         """Fold in one round: `k` starts (start-major) of instances `ids`, numbered from `first`;
         answer row q of the round's batch is original row rows[q % len(rows)], of local instance
-        local_seg[q % len(rows)]."""
+        local_seg[q % len(rows)]. With `verdicts` (per start: the verifier accepts it) a verified
+        start beats any unverified one, and energy decides among equals."""
         m = ids.numel()
         energy = res.best_energy if self.pick == "best" else res.energy
         score = torch.nan_to_num(energy.detach().view(k, m), nan=math.inf)
         round_score, winner = score.min(0)  # ties: the lower start
+        round_ok = torch.zeros_like(self.ok[ids])
+        if verdicts is not None:
+            ok = verdicts.view(k, m)
+            round_ok = ok.any(0)
+            winner = torch.where(round_ok, torch.where(ok, score, torch.full_like(score, math.inf)).argmin(0), winner)
+            round_score = score.gather(0, winner.unsqueeze(0)).squeeze(0)
         self.steps[ids] += res.steps.view(k, m).sum(0)
-        # strictly lower wins, so an earlier round keeps ties; an instance seen for the first time
+        self.evaluations[ids] += res.evaluations.view(k, m).sum(0)
+        # strictly better wins, so an earlier round keeps ties; an instance seen for the first time
         # takes its winner even when every start ended without a finite energy
-        better = (round_score < self.score[ids]) | ~self.filled[ids]
+        old_ok = self.ok[ids]
+        better = (round_ok & ~old_ok) | ((round_ok == old_ok) & (round_score < self.score[ids])) | ~self.filled[ids]
         if not bool(better.any()):
             return
         won, ids_b = winner[better], ids[better]
         self.filled[ids_b] = True
+        self.ok[ids_b] = round_ok[better]
         self.score[ids_b] = round_score[better]
         self.start_index[ids_b] = first + won
         src = won * m + better.nonzero().squeeze(1)  # the winning start's entry in the round's batch
@@ -254,6 +294,7 @@ class _Pool:
             stopped_by=self.inst.get("stopped_by"),
             rules=self.rules,
             start_index=self.start_index,
+            evaluations=self.evaluations,
         )
 
 

@@ -230,6 +230,7 @@ class GradientDescent(StepSolver):
             trajectory=trajectory,
             snapshots=taken,
             step_size=(s.lr * self.step_size).detach(),
+            evaluations=s.steps + 1,
         )
 
     def multiplier(self, t: int, budget: int) -> float:

@@ -10,6 +10,8 @@ them; none of them knows about tasks.
     GradNorm(tol=1e-2, relative=False)    ||dE/dy|| under tol (x its value after step 1)
     StepCollapse(min_step=1.0)            with accept-if-lower: the shrunk step is below min_step
     BudgetCap(max_steps=40)               a hard per-instance cap under the solver's budget
+    Verified()                            the task's verifier accepts the current answer (uses the
+                                          task's check: report its results as verified ones)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class StepInfo:
     grad_norm: Tensor  # ||dE/dy|| at the current iterate (NaN where it was not computed)
     step_size: Tensor  # the step each instance would take next (shrinks on rejection)
     accepted: Tensor  # bool: this step's proposal was taken
+    verified: Tensor | None = None  # bool: the task's check accepts the current answer (asked by Verified)
 
 
 class HaltingRule(abc.ABC):
@@ -43,6 +46,7 @@ class HaltingRule(abc.ABC):
     """
 
     name: str = "rule"
+    needs_verifier: bool = False  # True: the solver must hand it the task's verdict (StepInfo.verified)
 
     def start(self, n: int, device: torch.device) -> dict[str, Tensor]:
         return {}
@@ -145,3 +149,20 @@ class BudgetCap(HaltingRule):
 
     def update(self, state: dict[str, Tensor], info: StepInfo) -> tuple[Tensor, dict[str, Tensor]]:
         return torch.full_like(info.accepted, info.t >= self.max_steps), state
+
+
+class Verified(HaltingRule):
+    """Stop an instance once the task's verifier accepts its current answer (a valid Sudoku board).
+
+    Unlike the energy-based rules it uses the ground-truth check, which a real solver of such a
+    task has (a board can be verified cheaply) but a plain energy model does not: results that
+    halt with it are verified results, and are reported as such.
+    """
+
+    name = "verified"
+    needs_verifier = True
+
+    def update(self, state: dict[str, Tensor], info: StepInfo) -> tuple[Tensor, dict[str, Tensor]]:
+        if info.verified is None:
+            raise ValueError("Verified: the solver gave no verdict (StepInfo.verified); it needs the task's verifier.")
+        return info.verified, state

@@ -19,7 +19,7 @@ from irem.energies.mlp import MLPEnergy
 from irem.problem import Status
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.gradient_descent import GradientDescent
-from irem.solvers.halting import BudgetCap, EnergyPlateau, GradNorm, HaltingRule, StepCollapse, StepInfo
+from irem.solvers.halting import BudgetCap, EnergyPlateau, GradNorm, HaltingRule, StepCollapse, StepInfo, Verified
 from irem.tasks.graph import ShortestPath
 
 
@@ -267,3 +267,26 @@ def test_training_uses_the_wrapped_descent_and_eval_wraps_the_trained_solver() -
 def test_bad_arguments_are_named(make, word) -> None:
     with pytest.raises((ValueError, TypeError), match=word):
         make()
+
+
+def test_the_verified_rule_stops_each_instance_once_its_answer_checks() -> None:
+    """Verified halts on the task's verdict, instance by instance: an instance stops at the first step
+    its answer is within the check's tolerance, which comes later for the slower (flatter) ones."""
+    x, y0 = quadratic_problem()
+    energy = Quadratic(3)
+
+    def verify(index: Tensor, y: Tensor) -> Tensor:
+        return ((y - x[index, 0]).abs() < 1e-2).all(dim=1)
+
+    gd = GradientDescent(step_size=1.0, max_steps=400)
+    out = AdaptiveDescent(gd, rules=[Verified()], max_steps=400, min_steps=1).solve(energy, x, y0, verify=verify)
+    ref = gd.solve(energy, x, y0, record_trajectory=True)
+    first_ok = [
+        next(t for t, y in enumerate(ref.trajectory) if bool(verify(torch.tensor([i]), y[i : i + 1]))) for i in range(6)
+    ]
+    assert out.steps.tolist() == first_ok
+    assert (out.status == int(Status.CONVERGED)).all() and out.rules == ("verified",)
+    assert out.steps[0] > out.steps[-1]  # the flattest instance needed the most steps
+    assert torch.equal(out.evaluations, out.steps + 1)
+    with pytest.raises(ValueError, match="verifier"):
+        AdaptiveDescent(gd, rules=[Verified()], max_steps=5).solve(energy, x, y0)

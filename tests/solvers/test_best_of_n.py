@@ -249,3 +249,29 @@ def test_training_is_the_wrapped_solver_and_a_trained_model_is_wrapped() -> None
 def test_invalid_arguments_say_what_is_valid(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BestOfN(GradientDescent(), **kwargs)
+
+
+def test_verified_picks_prefer_a_checked_answer_and_restart_the_rest() -> None:
+    """With verified=True a start whose answer passes the task's check wins over a lower-energy one
+    that does not, and instances with no verified start get fresh rounds until they have one."""
+    energy = DoubleWell()
+    x, _ = double_well()  # the tilt makes the well near -1 the lower one
+    y0 = torch.full_like(x, -0.8)  # start 0 sits in the well the check rejects
+
+    def verify(index: Tensor, y: Tensor) -> Tensor:  # a check that accepts only the well near +1
+        return (y > 0.5).all(dim=1)
+
+    g = gen(12)
+    starts = lambda index: torch.rand(index.numel(), 1, generator=g, dtype=DT) * 4 - 2  # noqa: E731
+    descent = GradientDescent(step_size=0.05, max_steps=60)
+    plain = BestOfN(descent, starts=2, restarts=0).solve(energy, x, y0, init=starts, verify=verify, generator=gen(1))
+    checked = BestOfN(descent, starts=2, restarts=6, verified=True).solve(
+        energy, x, y0, init=starts, verify=verify, generator=gen(1)
+    )
+    ok_plain, ok_checked = verify(torch.arange(len(x)), plain.y), verify(torch.arange(len(x)), checked.y)
+    assert bool(ok_checked.all()) and int(ok_checked.sum()) > int(ok_plain.sum())
+    assert bool((checked.evaluations >= plain.evaluations).all()) and bool(
+        (checked.evaluations > plain.evaluations).any()
+    )
+    with pytest.raises(ValueError, match="verifier"):
+        BestOfN(descent, starts=2, verified=True).solve(energy, x, y0, init=starts)

@@ -81,6 +81,11 @@ def task_starts(like: Tensor, seed: int):
     return lambda index: torch.rand(index.numel(), *like.shape[1:], generator=g, dtype=like.dtype) * 2 - 1
 
 
+def quadratic_verifier(x: Tensor):
+    """A task's check for the quadratic problems: the answer is the minimiser b (theta is zero)."""
+    return lambda index, y: ((y - x[index, 0]).abs() < 1e-3).all(dim=1)
+
+
 def energy_of(energy: EnergyFunction, x, y: Tensor) -> Tensor:
     with torch.no_grad():
         return energy.energy(x, y)
@@ -110,7 +115,9 @@ def test_config_descends_convex_quadratic(make_solver) -> None:
     solver = make_solver(step_size=0.5)
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
-    result = solver.solve(energy, x, y0, budget=60, generator=gen(1), init=task_starts(y0, 1))
+    result = solver.solve(
+        energy, x, y0, budget=60, generator=gen(1), init=task_starts(y0, 1), verify=quadratic_verifier(x)
+    )
     assert result.y.shape == y0.shape and result.y.dtype == DT
     assert (result.status != int(Status.DIVERGED)).all()
     e0, e_end = energy_of(energy, x, y0), energy_of(energy, x, result.y)
@@ -126,10 +133,21 @@ def test_config_snapshots_equal_separate_runs(make_solver) -> None:
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
     budgets = [0, 1, 3, 7]
-    full = solver.solve(energy, x, y0, budget=7, snapshots=budgets, generator=gen(2), init=task_starts(y0, 2))
+    full = solver.solve(
+        energy,
+        x,
+        y0,
+        budget=7,
+        snapshots=budgets,
+        generator=gen(2),
+        init=task_starts(y0, 2),
+        verify=quadratic_verifier(x),
+    )
     assert sorted(full.snapshots) == budgets
     for b in budgets:
-        alone = solver.solve(energy, x, y0, budget=b, generator=gen(2), init=task_starts(y0, 2))
+        alone = solver.solve(
+            energy, x, y0, budget=b, generator=gen(2), init=task_starts(y0, 2), verify=quadratic_verifier(x)
+        )
         assert torch.equal(full.snapshots[b], alone.y), f"snapshot {b}"
     assert torch.equal(full.snapshots[7], full.y)
 
@@ -143,7 +161,16 @@ def test_config_best_pairs_energy_with_its_iterate(make_solver) -> None:
     y0 = torch.tensor([[1.0, 0.01], [2.0, 0.02], [-1.0, 0.005]], dtype=DT)
     x = torch.stack([b, w], 1)
     energy = Quadratic(2)
-    r = solver.solve(energy, x, y0, budget=30, record_history=True, generator=gen(3), init=task_starts(y0, 3))
+    r = solver.solve(
+        energy,
+        x,
+        y0,
+        budget=30,
+        record_history=True,
+        generator=gen(3),
+        init=task_starts(y0, 3),
+        verify=quadratic_verifier(x),
+    )
     hist = r.energy_history
     assert hist.shape == (31, n)
     idx = torch.arange(n)
@@ -158,7 +185,9 @@ def test_config_differentiable_solve_trains_the_energy(make_solver) -> None:
     solver = make_solver(step_size=0.5, max_steps=4)
     x, y0 = quadratic_problem()
     energy = Quadratic(3)
-    r = solver.solve(energy, x, y0, differentiable=True, generator=gen(4), init=task_starts(y0, 4))
+    r = solver.solve(
+        energy, x, y0, differentiable=True, generator=gen(4), init=task_starts(y0, 4), verify=quadratic_verifier(x)
+    )
     assert r.y.requires_grad
     (r.y**2).sum().backward()
     assert energy.theta.grad is not None and torch.isfinite(energy.theta.grad).all()
