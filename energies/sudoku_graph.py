@@ -1,12 +1,15 @@
-"""A constraint-graph energy for Sudoku: message passing over the 81 cells and their 20 peers.
+"""A constraint-graph energy for Sudoku: every cell and digit scored from what its row, column and
+box peers hold of that digit.
 
-Each cell starts from an embedding of its given (one-hot, zeros if blank) and the candidate's
-scores for it; `depth` rounds of RRN-style message passing (networks/sudoku.py: messages from
-every cell sharing a row, column or box, the cell's input re-injected each round) follow, and each
-cell reads out a scalar. The energy of a puzzle is the sum over its cells: a low energy where no
-cell sees a conflict with its peers. `candidate: softmax` reads each cell's scores as a
-distribution over digits, so a sum over peers counts how much of each digit they already hold. The candidate enters every round, so the gradient a solver
-follows reaches each cell through its peers' views of it.
+Each cell is joined to the 20 cells that share its row, column or box (networks/sudoku.py). For
+cell c and digit d the energy reads the candidate's probability of d at c (softmax of the cell's
+scores), whether d is given at c, and, for each of the three units separately, how much of d the
+cell's peers in that unit hold (the sum of their probabilities of d) and how many of them have d
+as a given. A small MLP, shared by all 729 (cell, digit) pairs, maps these features to a scalar,
+and the energy of a puzzle is the sum. It is a factor graph whose factors are learned: the rules
+of Sudoku are nowhere written in, but "this digit is already taken in my row" is one feature away,
+and a descent step updates every cell from its peers at once, so more steps propagate further
+(harder puzzles want more of them).
 """
 
 from __future__ import annotations
@@ -17,30 +20,36 @@ import torch
 from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
-from irem.networks.sudoku import DIGITS, PeerMessages, check_board_tensor
+from irem.networks.sudoku import check_board_tensor, unit_adjacency
+
+FEATURES = 8  # own probability, own given, and per unit (row, column, box) the peers' probabilities and givens
 
 
 class SudokuGraphEnergy(EnergyFunction):
-    def __init__(self, width: int = 64, depth: int = 4, candidate: str = "softmax") -> None:
+    def __init__(self, width: int = 32, depth: int = 2) -> None:
         super().__init__()
-        if candidate not in ("softmax", "raw"):
-            raise ValueError(f"SudokuGraphEnergy: unknown candidate '{candidate}'. Valid choices: softmax, raw.")
-        self.candidate = candidate
         for key, value in (("width", width), ("depth", depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SudokuGraphEnergy: {key} must be an integer >= 1, got {value!r}.")
-        self.embed = nn.Linear(2 * DIGITS, width)
-        self.rounds = nn.ModuleList(PeerMessages(width, 2 * DIGITS) for _ in range(depth))
-        self.readout = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
+        self.register_buffer("units", unit_adjacency(), persistent=False)  # [3, 81, 81]
+        layers: list[nn.Module] = []
+        d = FEATURES
+        for _ in range(depth):
+            layers += [nn.Linear(d, width), nn.SiLU()]
+            d = width
+        self.factor = nn.Sequential(*layers, nn.Linear(d, 1))
+
+    def features(self, x: Tensor, y: Tensor) -> Tensor:
+        """[N, 81, 9, 8]: per cell and digit, its own probability and given, and per unit what its
+        peers hold of that digit (probabilities, givens)."""
+        p = torch.softmax(y, dim=-1)
+        peers_p = torch.einsum("uij,njd->nuid", self.units, p)
+        peers_x = torch.einsum("uij,njd->nuid", self.units, x)
+        return torch.cat([p.unsqueeze(1), x.unsqueeze(1), peers_p, peers_x], dim=1).permute(0, 2, 3, 1)
 
     def energy(self, x: Any, y: Tensor, step: int = 0) -> Tensor:
-        x = check_board_tensor("SudokuGraphEnergy", x, "the givens x")
+        x = check_board_tensor("SudokuGraphEnergy", x, "the givens x").float()
         y = check_board_tensor("SudokuGraphEnergy", y, "the candidate y")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"SudokuGraphEnergy: {x.shape[0]} puzzles in x but {y.shape[0]} candidates in y.")
-        c = torch.softmax(y, dim=-1) if self.candidate == "softmax" else y
-        u = torch.cat([x.float(), c], dim=-1)  # [N, 81, 18]
-        h = self.embed(u)
-        for round_ in self.rounds:
-            h = round_(h, u)
-        return self.readout(h).squeeze(-1).sum(1)
+        return self.factor(self.features(x, y)).squeeze(-1).sum(dim=(1, 2))

@@ -23,6 +23,16 @@ def peer_adjacency() -> Tensor:
     return (same & ~torch.eye(CELLS, dtype=torch.bool)).float()
 
 
+def unit_adjacency() -> Tensor:
+    """[3, 81, 81] float: for rows, columns and boxes in turn, 1 where two different cells share that
+    unit (their sum is `peer_adjacency` but for the cells that share two units, counted twice)."""
+    cell = torch.arange(CELLS)
+    row, col = cell // 9, cell % 9
+    box = (row // 3) * 3 + col // 3
+    eye = torch.eye(CELLS, dtype=torch.bool)
+    return torch.stack([((u[:, None] == u[None]) & ~eye).float() for u in (row, col, box)])
+
+
 def peer_edges() -> Tensor:
     """[2, 1620]: (cell, peer) for every ordered pair of peers, grouped by cell."""
     return peer_adjacency().nonzero().t().contiguous()
