@@ -331,6 +331,13 @@ def _instance_rows(name: str, s: LevelSet, results: list[SolveResult], error: Te
         else [-1] * len(steps)
     )
     error = error.tolist()
+    n = len(steps)
+    # per-instance numbers the task records beside its difficulty (a Sudoku's solver effort), as columns
+    extra = {
+        f"info_{k}": v.detach().double().cpu().tolist()
+        for k, v in s.problem.info.items()
+        if isinstance(v, Tensor) and v.shape == (n,) and not v.is_complex()
+    }
     return [
         {
             "solver": name,
@@ -342,8 +349,9 @@ def _instance_rows(name: str, s: LevelSet, results: list[SolveResult], error: Te
             "status": Status(status[i]).name.lower(),
             "stopped_by": rules[stopped[i]] if stopped[i] >= 0 else "",
             "error": float(error[i]),
+            **{k: v[i] for k, v in extra.items()},
         }
-        for i in range(len(steps))
+        for i in range(n)
     ]
 
 
@@ -381,12 +389,13 @@ def level_summary(sets: list[LevelSet], rows: list[dict[str, Any]]) -> list[dict
 
 def correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Spearman rank correlation of steps used with the task's difficulty, per adaptive solver:
-    over every instance, and within the mixed set (one batch of mixed difficulty)."""
+    over every instance, and within the mixed set (one batch of mixed difficulty); and over every
+    instance with each per-instance number the task records in `info` (`info_<name>`)."""
 
-    def rho(sub: list[dict[str, Any]]) -> float | None:
+    def rho(sub: list[dict[str, Any]], key: str = "difficulty") -> float | None:
         if len(sub) < 3:
             return None
-        steps, diff = [r["steps"] for r in sub], [r["difficulty"] for r in sub]
+        steps, diff = [r["steps"] for r in sub], [r[key] for r in sub]
         if len(set(steps)) < 2 or len(set(diff)) < 2:
             return None  # constant: no rank correlation exists
         from scipy.stats import spearmanr  # scipy.stats takes a second to import: only when a study runs
@@ -397,6 +406,9 @@ def correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None
     for name in dict.fromkeys(r["solver"] for r in rows):
         mine = [r for r in rows if r["solver"] == name]
         out[name] = {"all": rho(mine), "mixed": rho([r for r in mine if r["set"] == "mixed"])}
+        for key in [k for k in mine[0] if k.startswith("info_")] if mine else []:
+            if all(key in r for r in mine):
+                out[name][key] = rho(mine, key)
     return out
 
 

@@ -159,7 +159,9 @@ def test_csv_and_json_agree(study) -> None:
     assert [int(r["steps"]) for r in instances] == [r["steps"] for r in study["study"].instances]
     assert record["budgets"] == list(BUDGETS) and record["level_values"] == list(LEVELS)
     assert record["solvers"]["adaptive"]["adaptive"] and not record["solvers"]["gd"]["adaptive"]
-    assert set(record["correlations"]["adaptive"]) == {"all", "mixed"}
+    # over all instances and the mixed set, and against what the task records per instance (inverse: its shift c)
+    assert set(record["correlations"]["adaptive"]) == {"all", "mixed", "info_shift"}
+    assert all("info_shift" in r for r in instances)
 
 
 def test_tensorboard_has_study_scalars_and_histograms(study) -> None:
