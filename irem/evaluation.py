@@ -7,8 +7,12 @@ draws them (irem/problem_sets.py) and named "level <value>". Each row is one (se
 metric): the mean and median over instances, and two numbers of the set's one solve, repeated on
 its rows so the CSV stays flat: `steps_mean`, the steps it used per instance (an adaptive solver's
 own count, a fixed one's largest budget, a baseline's own), and `solve_seconds`, the wall-clock of
-the whole solve that answered every budget at once (not a time per budget). irem/records.py
-writes the rows and irem/tables.py prints them.
+the whole solve that answered every budget at once (not a time per budget). Each row also counts
+the instances that, at its budget, had `diverged` (energy or gradient no longer finite; their
+answer is the last finite iterate) and that were still moving (`max_steps`: a solve of that budget
+would have stopped them at its cap), so a mean over partly diverged instances is never read as a
+plain error; a predictor without per-instance solve records (a baseline) has null counts.
+irem/records.py writes the rows and irem/tables.py prints them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from irem.config import DEFAULT_BUDGETS
 from irem.predictor import Predictions, Predictor, check_budgets
-from irem.problem import Problem
+from irem.problem import Problem, Status
 from irem.problem_sets import level_name, levels_to_use, make_sets
 from irem.task import Task
 
@@ -54,6 +58,34 @@ def steps_used(preds: Predictions) -> float:
     return max((float(v) for v in per_budget.values()), default=float("nan"))
 
 
+def status_counts(preds: Predictions, budgets: Sequence[int]) -> dict[str, tuple[int, int]] | None:
+    """(diverged, max_steps) instance counts per answer label, or None without per-instance records.
+
+    One solve runs to the largest budget, so its status is what that budget (and "best") reports.
+    A smaller budget b reads it through each instance's steps: an instance diverged at step t <= b
+    counts as diverged at b, one that stopped on a halting rule before b as converged, and every
+    other one was still moving at b, which a b-step solve reports as max_steps. (A best-of-N solve
+    counts the steps of all its starts, so there the smaller budgets' split is approximate.)
+    """
+    status, steps = preds.info.get("status"), preds.info.get("steps")
+    if not isinstance(status, torch.Tensor) or not isinstance(steps, torch.Tensor):
+        return None
+    status, steps = status.cpu(), steps.cpu()
+    diverged = status == int(Status.DIVERGED)
+    final = (int(diverged.sum()), int((status == int(Status.MAX_STEPS)).sum()))
+    largest = max(int(b) for b in budgets)
+    counts = {}
+    for label in preds.answers:
+        if not label.isdigit() or int(label) >= largest:
+            counts[label] = final
+            continue
+        b = int(label)
+        gone = diverged & (steps <= b)
+        converged = (status == int(Status.CONVERGED)) & (steps < b)
+        counts[label] = (int(gone.sum()), int((~gone & ~converged).sum()))
+    return counts
+
+
 def evaluate_set(
     task: Task,
     model: Predictor,
@@ -67,6 +99,7 @@ def evaluate_set(
     """The rows of one set (see the module): every budget (and "best") x every metric."""
     g = eval_generator(seed, name)
     per_instance: dict[tuple[str, str], list[torch.Tensor]] = {}
+    counts: dict[str, list[int]] | None = {}
     steps, seconds = 0.0, 0.0
     for part in task.eval_batches(problem, batch_size):
         part = part.to(device)
@@ -74,6 +107,14 @@ def evaluate_set(
         preds = model.predict(task, part, budgets, g)
         seconds += time.perf_counter() - start
         steps += steps_used(preds) * part.num_instances
+        part_counts = status_counts(preds, budgets)
+        if part_counts is None or counts is None:
+            counts = None
+        else:
+            for label, (div, cap) in part_counts.items():
+                total = counts.setdefault(label, [0, 0])
+                total[0] += div
+                total[1] += cap
         for label, y in preds.answers.items():
             for metric, values in task.metrics(part, y).items():
                 per_instance.setdefault((label, metric), []).append(values.detach().double().cpu())
@@ -93,6 +134,8 @@ def evaluate_set(
                 "n": n,
                 "steps_mean": steps / n,
                 "solve_seconds": seconds,
+                "diverged": None if counts is None else counts[label][0],
+                "max_steps": None if counts is None else counts[label][1],
             }
         )
     return rows
@@ -110,7 +153,7 @@ def evaluate(
     instances: int | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of {split, budget, metric, value (the mean over instances), median, n, steps_mean,
-    solve_seconds} for every split, then every level (`instances` each, default the task's
+    solve_seconds, diverged, max_steps} for every split, then every level (`instances` each, default the task's
     test_size); `budget` is a step count or "best"."""
     check_budgets(budgets, owner="evaluate")
     sets = [(split, task.split(split)) for split in splits]

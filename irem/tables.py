@@ -52,7 +52,9 @@ def format_table(rows: list[dict[str, Any]], title: str = "", higher_is_better: 
 def format_solves(rows: list[dict[str, Any]], title: str = "") -> str:
     """Per split, once: the instances, the mean steps the solve used per instance (an adaptive
     solver's own count; a fixed one takes its largest budget) and the seconds of the whole solve,
-    which answered every budget of the split at once."""
+    which answered every budget of the split at once. Then, where the rows count them (energy
+    models), the instances that diverged and that were still moving at each budget, so an error
+    averaged over diverged instances is seen as such."""
     pad = " " * (len(title) + 2 if title else 0)
     solves = {r["split"]: r for r in rows}
     width = max(10, *(len(s) + 1 for s in solves))
@@ -61,6 +63,15 @@ def format_solves(rows: list[dict[str, Any]], title: str = "") -> str:
     for split, r in solves.items():
         values = (float(r["n"]), float(r["steps_mean"]), float(r["solve_seconds"]))
         lines.append(f"{pad}{split:<{width}}" + "".join(map(_number, values)))
+    counted = [r for r in rows if r.get("diverged") is not None]
+    if counted:
+        first = {(r["split"], r["budget"]): r for r in counted}.values()  # the counts repeat per metric
+        status = [
+            {"split": r["split"], "budget": r["budget"], "metric": f"{key} (instances)", "value": float(r[key])}
+            for key in ("diverged", "max_steps")
+            for r in first
+        ]
+        lines.append(format_table(status, title))
     return "\n".join(lines)
 
 

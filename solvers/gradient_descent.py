@@ -13,7 +13,9 @@ wherever the previous one left it.
 A step-size schedule anneals the landscape walk: large steps early to cross between basins, small
 ones late to settle into one (optionally with the Langevin noise cooled by the same factor).
 An instance whose energy or gradient is not finite is frozen at its last finite iterate and
-marked diverged; the rest of the batch carries on untouched.
+marked diverged; the rest of the batch carries on untouched. With accept-if-lower a non-finite
+proposal is first only rejected (the shrunk step may land on finite ground), and the instance is
+marked diverged once its energy is not finite at its own iterate either.
 
 The step itself (propose, constraints, accept, momentum, best tracking) is `solvers/step.py`'s,
 shared with the adaptive solver; this module holds the settings and the fixed-batch loop. Speed

@@ -5,7 +5,8 @@ iterate and its gradient and energy, its step-size multiplier (shrunk by rejecti
 heavy-ball velocity, its status and whether it still moves, the steps it took, and its
 lowest-energy iterate. `DescentStep` advances a state by one step: propose (gradient step, clip,
 schedule, noise, momentum), apply the problem's answer constraint, evaluate, accept (all finite
-proposals, or only those that lower the energy), update the velocity (and restart it), and track
+proposals, or only those that lower the energy, marking diverged an instance whose energy is
+not finite even at its own iterate), update the velocity (and restart it), and track
 the best iterate. The fixed-batch loop (solvers/gradient_descent.py), the compacting adaptive loop
 (solvers/adaptive.py) and the solvers that wrap them (best-of-N) all step through it, so an option
 added here works in every one of them.
@@ -260,8 +261,12 @@ class DescentStep:
         s.steps = s.steps + s.active.long()
 
         if self.accept_if_lower:
-            # a non-finite proposal is just a bad proposal: reject it and shrink the step
+            # a non-finite proposal is a bad proposal (a step too long can overflow): reject it and
+            # shrink the step; but an instance whose energy is not finite even where it stands has
+            # diverged, since no step size can bring it back (checked only when a proposal failed)
             accept = s.active & finite & (e_new < s.e)
+            if evaluate and not all_finite:
+                s.stop(self.non_finite_here(s, energy, x, t, s.active & ~finite), Status.DIVERGED)
             s.lr = torch.where(s.active & ~accept, s.lr * self.shrink, s.lr)
             all_accept = bool(accept.all())
         else:
@@ -285,6 +290,19 @@ class DescentStep:
             s.velocity = self.restart_velocity(s.velocity, s.g, seg, n)
         if evaluate:
             self.track_best(s, t)
+
+    @staticmethod
+    def non_finite_here(s: DescentState, energy: EnergyFunction, x: Any, t: int, candidates: Tensor) -> Tensor:
+        """Instances among `candidates` whose energy at step t is not finite at their current iterate.
+
+        Accept-if-lower keeps the last iterate whose energy was finite, so a solve whose energy
+        turned NaN or infinite there (weights gone NaN, an energy that breaks at some step) would
+        otherwise reject every later proposal and end as `max_steps` with an old, finite energy.
+        One extra energy pass over the batch, without a graph, taken only after a non-finite
+        proposal.
+        """
+        e_here, _ = energy_and_grad(energy, x, s.y.detach(), t, need_grad=False, create_graph=False)
+        return candidates & ~torch.isfinite(e_here)
 
     def track_best(self, s: DescentState, t: int) -> None:
         """Keep each moving instance's lowest-energy iterate (energy t pairs with iterate t)."""

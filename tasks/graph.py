@@ -21,7 +21,15 @@ from torch_geometric.data import Batch
 
 from irem.problem import Problem, per_instance_mean, per_instance_sum
 from irem.task import Task, per_instance_level
-from irem.tasks.graph_batch import FAMILIES, complete_pairs, edge_segment, graph_counts, make_batch, random_graphs
+from irem.tasks.graph_batch import (
+    FAMILIES,
+    complete_pairs,
+    edge_segment,
+    graph_counts,
+    make_batch,
+    random_graphs,
+    validate_graph,
+)
 from irem.tasks.graph_truth import (
     components_scipy,
     connected_networkx,
@@ -134,6 +142,53 @@ class GraphTask(Task):
     def answer_shape(self, problem: Problem) -> tuple[int, ...]:
         return (int(problem.x.edge_index.shape[1]), 1)
 
+    def check_input(self, problem: Problem, y: Tensor | None = None) -> None:
+        """Refuse a corrupted problem (or an answer of the wrong shape) with what is wrong.
+
+        `check` judges answers against references recomputed from x; on a corrupted x (an edge
+        to a node outside its graph, NaN features) that reference silently answers something else,
+        and the check passed answers it should not. A NaN answer is not corrupted input: the check
+        judges it wrong.
+        """
+        where = f"{type(self).__name__}.check"
+        x = problem.x
+        edge_index, attr = getattr(x, "edge_index", None), getattr(x, "edge_attr", None)
+        if not isinstance(x, Batch) or not isinstance(edge_index, Tensor) or not isinstance(attr, Tensor):
+            raise ValueError(
+                f"{where}: x must be a graph batch with edge_index and edge_attr (tasks/graph_batch.py "
+                f"make_batch, as generate() builds it), got {type(x).__name__}."
+            )
+        counts = graph_counts(x)
+        validate_graph(counts, edge_index, where=where)  # shape, dtype, ids in range, edges inside a graph
+        rows = int(edge_index.shape[1])
+        if attr.dim() != 2 or tuple(attr.shape) != (rows, self.edge_dim):
+            raise ValueError(
+                f"{where}: edge_attr has shape {tuple(attr.shape)}; this task reads [num_edges, edge_dim] = "
+                f"[{rows}, {self.edge_dim}]."
+            )
+        finite = torch.isfinite(attr).all(1)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().flatten()
+            raise ValueError(
+                f"{where}: edge_attr holds NaN or inf in {bad.numel()} of {rows} edge rows (first: row "
+                f"{int(bad[0])}); edge features must be finite."
+            )
+        segment = problem.segment
+        if segment is None or tuple(segment.shape) != (rows,):
+            got = None if segment is None else tuple(segment.shape)
+            raise ValueError(
+                f"{where}: problem.segment must give the graph of each of the {rows} edge rows, got {got}."
+            )
+        if problem.num_instances != counts.numel():
+            raise ValueError(
+                f"{where}: problem.num_instances is {problem.num_instances} but x holds {counts.numel()} graphs."
+            )
+        if y is not None and (y.dim() == 0 or y.shape[0] != rows or y.numel() != rows):
+            raise ValueError(
+                f"{where}: the answer has shape {tuple(y.shape)}; this problem needs one value per edge row, "
+                f"shape ({rows}, 1) (answer_shape)."
+            )
+
     # -- metrics ---------------------------------------------------------------------------------
     def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
         out = {"mse": self.loss(problem, y.detach())}
@@ -157,8 +212,9 @@ def binary_metrics(y: Tensor, target: Tensor, segment: Tensor, n: int) -> dict[s
 
 
 def rows_close(y: Tensor, ref: Tensor, segment: Tensor, n: int, tol: float) -> Tensor:
-    """Per instance: every row within tol * (1 + |ref|)."""
-    bad = ((y.double().flatten() - ref.double()).abs() > tol * (1 + ref.double().abs())).double()
+    """Per instance: every row within tol * (1 + |ref|); a NaN row is not within anything."""
+    close = (y.double().flatten() - ref.double()).abs() <= tol * (1 + ref.double().abs())
+    bad = (~close).double()
     return per_instance_sum(bad, segment, n) == 0
 
 
@@ -168,9 +224,11 @@ class EdgeCopy(GraphTask):
     name = "graph_edge_copy"
 
     def truth(self, counts: Tensor, edge_index: Tensor, weight: Tensor, query: Tensor) -> Tensor:
+        validate_graph(counts, edge_index, weight, where="edge copy")  # as the other tasks' truths do
         return weight
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
+        self.check_input(problem, y)
         return rows_close(y, problem.x.edge_attr[:, 0], problem.segment, problem.num_instances, tol)
 
 
@@ -219,6 +277,7 @@ class ShortestPath(GraphTask):
         return torch.where(torch.isinf(d), torch.full_like(d, self.unreachable), d)
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
+        self.check_input(problem, y)
         counts, edge_index, weight = self.input_graph(problem.x)
         ref = shortest_paths_networkx(counts, edge_index, weight, problem.x.edge_index)
         ref = torch.where(torch.isinf(ref), torch.full_like(ref, self.unreachable), ref)
@@ -256,6 +315,7 @@ class Connectivity(GraphTask):
         return labels[query[0]] == labels[query[1]]
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
+        self.check_input(problem, y)
         counts, edge_index, _ = self.input_graph(problem.x)
         ref = connected_networkx(counts, edge_index, problem.x.edge_index).double()
         return rows_close(y, ref, problem.segment, problem.num_instances, tol)
@@ -282,10 +342,11 @@ class MSTMembership(GraphTask):
 
         Weight-based, so any minimum forest passes when weights tie.
         """
+        self.check_input(problem, y)
         counts, edge_index, weight = self.input_graph(problem.x)
         n, seg = problem.num_instances, problem.segment
         yf = y.double().flatten()
-        binary = per_instance_sum(((yf - yf.round()).abs() > tol).double(), seg, n) == 0
+        binary = per_instance_sum((~((yf - yf.round()).abs() <= tol)).double(), seg, n) == 0  # NaN: not binary
         chosen = (yf > 0.5) & (edge_index[0] != edge_index[1])
         sub = edge_index[:, chosen]
         # symmetric choice, a forest (edges = nodes - components), spanning the same components

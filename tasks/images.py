@@ -91,6 +91,55 @@ def _fit_side(image: np.ndarray, max_side: int) -> np.ndarray:
     return rescale(image, max_side / longest, channel_axis=-1, anti_aliasing=True).astype(np.float32)
 
 
+# the first bytes of each format, to tell a file that is not an image at all (text saved as x.png)
+# from an image that is truncated or damaged: imageio's own message for either names no file, or
+# advises installing a video plugin
+MAGIC = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".gif": (b"GIF87a", b"GIF89a"),
+    ".bmp": (b"BM",),
+    ".tif": (b"II*\x00", b"MM\x00*"),
+    ".tiff": (b"II*\x00", b"MM\x00*"),
+}
+
+
+def read_image(file: Path) -> np.ndarray:
+    """One image file as an array, or a ValueError naming the file and what is wrong with it."""
+    from skimage.io import imread
+
+    suffix = file.suffix.lower()
+    with file.open("rb") as f:
+        head = f.read(16)
+    kind = suffix.lstrip(".").upper()
+    starts = MAGIC.get(suffix)
+    if suffix == ".webp":
+        looks_right = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    else:
+        looks_right = starts is None or any(head.startswith(m) for m in starts)
+    if not looks_right:
+        what = "it is empty" if not head else f"it starts with {head[:8]!r}, not a {kind} signature"
+        raise ValueError(
+            f"ImageDenoising: {file} is not a {kind} image ({what}; a text file saved as {file.name}?). "
+            f"Remove it from {file.parent} or replace it with a real image."
+        )
+    try:
+        array = imread(file)
+    except Exception as err:  # PIL and imageio raise OSError, SyntaxError, ValueError... for damaged files
+        raise ValueError(
+            f"ImageDenoising: {file} has a {kind} header but cannot be decoded ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); it is probably truncated or damaged. "
+            f"Re-export it or remove it from {file.parent}."
+        ) from err
+    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
+        raise ValueError(
+            f"ImageDenoising: {file} decodes to an array of shape {tuple(array.shape)}, not a 2-D image "
+            f"([H, W] or [H, W, channels]). Remove it from {file.parent}."
+        )
+    return array
+
+
 @functools.lru_cache(maxsize=8)
 def load_photos(path: str | None, channels: int, max_side: int) -> tuple[tuple[str, np.ndarray], ...]:
     """(name, [H, W, C] float image) for every photograph; cached, as tests build the task often."""
@@ -104,15 +153,13 @@ def load_photos(path: str | None, channels: int, max_side: int) -> tuple[tuple[s
                 array = array[0]
             images.append((name, array))
     else:
-        from skimage.io import imread
-
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"ImageDenoising: no folder of images at '{path}'.")
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"ImageDenoising: the folder '{path}' holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-        images = [(f.stem, imread(f)) for f in files]
+        images = [(f.stem, read_image(f)) for f in files]
     return tuple((name, _fit_side(_as_float_image(array, channels), max_side)) for name, array in images)
 
 

@@ -3,12 +3,18 @@
 The corpus is one token stream of bytes (vocabulary 0..255, fixed, so any text file in any
 encoding fits without building a vocabulary). The default corpus is the English documentation
 that ships with CPython (`pydoc_data.topics`, about 460 KB), so the task runs offline on any
-install; `path` reads any text file instead, or a text that ships with Python by name
-(`builtin:<name>`, `BUILTIN_TEXTS`), and `hf_dataset` a Hugging Face dataset's text column
+install; `path` reads any file instead, byte for byte as it is on disk (any encoding, even a
+binary file: nothing is decoded or replaced), or a text that ships with Python by name
+(`builtin:<name>`, `BUILTIN_TEXTS`, as UTF-8). `encoding` (default null: raw bytes) is for a
+file in a legacy encoding whose characters should become the same bytes as in UTF-8 text: the
+file is decoded strictly with it and re-encoded as UTF-8, and a byte that does not decode is an
+error naming the file, the encoding and the offset. `hf_dataset` reads a Hugging Face dataset's text column
 (needs the `datasets` package; `hf_dataset=text hf_data_files=<file>` reads a local file through
 it, which is how it is tested offline). The stream is cut into contiguous train / val / test
 regions (90/5/5 by default) so no validation window overlaps a training one; `ood_path` adds a
-second text (a file or a builtin name) as an out-of-distribution split.
+second text (a file or a builtin name) as an out-of-distribution split. A corpus too short for a
+window of context + 1 bytes in every region (`minimum_bytes`) is refused with its size, before
+any window is cut.
 
 How it fits `Task`, an honest adaptation: an *instance* is one predicted token (DESIGN: per-position
 energies), so a batch of `n` windows of `context` bytes is a `Problem` of n * context instances.
@@ -120,17 +126,38 @@ def python_source() -> str:
 BUILTIN_TEXTS = {"pydoc": default_corpus, "python-license": python_license, "python-source": python_source}
 
 
-def read_text(spec: str) -> str:
-    """A text file's contents, or a builtin text named `builtin:<name>`."""
+def read_bytes(spec: str, encoding: str | None = None) -> bytes:
+    """The bytes the task trains on: a file's raw bytes (`encoding=None`), or its text decoded
+    strictly with `encoding` and re-encoded as UTF-8; a builtin text `builtin:<name>` as UTF-8.
+
+    Raw by default because the vocabulary is bytes: decoding with replacement (as this once did)
+    turned each Latin-1 `é` into the three bytes EF BF BD and a binary file into mostly U+FFFD.
+    """
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name not in BUILTIN_TEXTS:
             raise ValueError(f"Unknown builtin text '{name}'. Valid choices: {', '.join(BUILTIN_TEXTS)}.")
-        return BUILTIN_TEXTS[name]()
+        return BUILTIN_TEXTS[name]().encode("utf-8")
     file = Path(spec).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"TextTask: no text file at '{spec}' (or name a builtin text: builtin:pydoc, ...).")
-    return file.read_text(encoding="utf-8", errors="replace")
+    data = file.read_bytes()
+    if encoding is None:
+        return data
+    try:
+        text = data.decode(encoding)
+    except LookupError as err:
+        raise ValueError(
+            f"TextTask: unknown encoding '{encoding}' for {file}. Give a codec Python knows (utf-8, latin-1, "
+            "cp1252, utf-16, ...), or encoding=null to train on the file's raw bytes."
+        ) from err
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"TextTask: {file} is not valid {encoding}: {err.reason} at byte offset {err.start} "
+            f"({data[err.start : err.end]!r}). Give the file's real encoding (e.g. encoding=latin-1), "
+            "or encoding=null to train on its raw bytes."
+        ) from err
+    return text.encode("utf-8")
 
 
 def load_hf_text(
@@ -159,14 +186,38 @@ def load_hf_text(
     return "\n".join(str(row) for row in dataset[field])
 
 
+def as_stream(data: bytes) -> Tensor:
+    """Bytes as a uint8 stream (a quarter of int32's memory for the whole corpus); empty is allowed,
+    so the size check can name the file instead of torch.frombuffer failing on zero bytes."""
+    if not data:
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
+
+
 def encode(text: str) -> Tensor:
-    """UTF-8 bytes as a uint8 stream (a quarter of int32's memory for the whole corpus)."""
-    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).clone()
+    """A text's UTF-8 bytes as a uint8 stream."""
+    return as_stream(text.encode("utf-8"))
 
 
 def decode(ids: Tensor) -> str:
     """Bytes back to text; a window may start inside a multi-byte character, hence `replace`."""
     return bytes(ids.to(torch.uint8).tolist()).decode("utf-8", errors="replace")
+
+
+def region_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """The train / val / test region sizes of an n-byte stream (the task's cuts)."""
+    cut1 = int(n * fractions[0])
+    cut2 = cut1 + int(n * fractions[1])
+    return cut1, cut2 - cut1, n - cut2
+
+
+def minimum_bytes(context: int, fractions: Sequence[float]) -> int:
+    """The fewest bytes a corpus needs so that every region holds one window of context + 1 bytes."""
+    need = int(context) + 1
+    n = max(3 * need, int(need / min(fractions)) - 3)
+    while min(region_sizes(n, fractions)) < need:
+        n += 1
+    return n
 
 
 def windows(stream: Tensor, starts: Tensor, context: int) -> tuple[Tensor, Tensor]:
@@ -200,10 +251,16 @@ class TextTask(Task):
         hf_split: str = "train",
         hf_field: str = "text",
         hf_data_files: str | None = None,
+        encoding: str | None = None,
     ) -> None:
         super().__init__(0.0, 0.0, test_size=test_size, val_size=val_size, split_seed=split_seed)
         if path and hf_dataset:
             raise ValueError("TextTask: give either path or hf_dataset, not both.")
+        if encoding is not None and hf_dataset:
+            raise ValueError(
+                "TextTask: encoding decodes the files of path / ood_path; a Hugging Face dataset's text is "
+                "already decoded. Leave encoding=null with hf_dataset."
+            )
         if int(context) < 1:
             raise ValueError(f"TextTask: context must be >= 1, got {context}.")
         fractions = tuple(float(f) for f in split_fractions)
@@ -214,30 +271,40 @@ class TextTask(Task):
             )
         self.context = int(context)
         self.unit_size = self.context  # generate(n) draws n windows of `context` predicted tokens
-        self.path, self.ood_path = path, ood_path
+        self.path, self.ood_path, self.encoding = path, ood_path, encoding
         if hf_dataset:
-            text = load_hf_text(hf_dataset, hf_config, hf_split, hf_field, hf_data_files)
+            source = f"Hugging Face dataset '{hf_dataset}'"
+            self.stream = encode(load_hf_text(hf_dataset, hf_config, hf_split, hf_field, hf_data_files))
+        elif path:
+            source = f"path '{path}'"
+            self.stream = as_stream(read_bytes(path, encoding))
         else:
-            text = read_text(path) if path else default_corpus()
-        self.stream = encode(text)
+            source = "the default corpus (builtin:pydoc)"
+            self.stream = encode(default_corpus())
         n = self.stream.numel()
-        cut1 = int(n * fractions[0])
-        cut2 = cut1 + int(n * fractions[1])
+        if min(region_sizes(n, fractions)) < self.context + 1:
+            need = minimum_bytes(self.context, fractions)
+            raise ValueError(
+                f"TextTask: {source} holds {n} bytes{' (it is empty)' if n == 0 else ''}; at context={self.context} "
+                f"it needs at least {need} bytes (a window of context + 1 = {self.context + 1} bytes in each of "
+                f"the train / val / test regions, split {'/'.join(f'{f:g}' for f in fractions)}). Use a longer "
+                "text, a shorter context (task.context=...) or larger val/test split_fractions."
+            )
+        train, val, _ = region_sizes(n, fractions)
         # [begin, end) of each split in the stream; a window of context + 1 bytes lies inside one.
         self.regions: dict[str, tuple[Tensor, int, int]] = {
-            "train": (self.stream, 0, cut1),
-            "val": (self.stream, cut1, cut2),
-            "test": (self.stream, cut2, n),
+            "train": (self.stream, 0, train),
+            "val": (self.stream, train, train + val),
+            "test": (self.stream, train + val, n),
         }
         if ood_path:
-            ood = encode(read_text(ood_path))
-            self.regions["ood"] = (ood, 0, ood.numel())
-        for name, (_, begin, end) in self.regions.items():
-            if end - begin < self.context + 1:
+            ood = as_stream(read_bytes(ood_path, encoding))
+            if ood.numel() < self.context + 1:
                 raise ValueError(
-                    f"TextTask: the {name} split has {end - begin} bytes, fewer than context + 1 = {self.context + 1}; "
-                    "use a longer text or a shorter context."
+                    f"TextTask: ood_path '{ood_path}' holds {ood.numel()} bytes; the ood split needs at least "
+                    f"context + 1 = {self.context + 1}. Use a longer text or a shorter context (task.context=...)."
                 )
+            self.regions["ood"] = (ood, 0, ood.numel())
 
     # -- Task ---------------------------------------------------------------------------------
     def dims(self) -> dict[str, int]:

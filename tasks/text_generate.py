@@ -14,7 +14,9 @@ with the caller's seeded generator, or taken by argmax at temperature 0. The des
 start draws from the same generator, so a seed fixes the whole text.
 
 `irem-generate` loads a run the way `irem-eval` does, takes the same `solver=<name>` override (so
-best-of-N starts or Langevin noise run on the trained energy), prints the text and writes it
+best-of-N starts or Langevin noise run on the trained energy), prints the text (control bytes such
+as ESC and backspace shown as escapes like `\\x1b`, so a sampled byte cannot drive the terminal)
+and writes it
 with its settings to `<run_dir>/generate/<time>/generation.json`. The prompt is quoted for Hydra
 as above: unquoted, a trailing space is dropped and brackets are override syntax.
 """
@@ -201,6 +203,20 @@ def generate(
     return bytes(new.tolist()).decode("utf-8", errors="replace")
 
 
+# Characters a terminal acts on instead of showing: C0 controls but newline and tab (ESC starts
+# colour and cursor sequences, backspace erases), DEL, and the C1 controls (U+009B is a CSI).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def printable(text: str) -> str:
+    """`text` safe to print to a terminal: each control character as a visible escape (`\\x1b`).
+
+    A byte model samples any byte, so a continuation may hold ESC or backspace, which would recolour,
+    move the cursor or erase what was printed; generation.json keeps the text as generated.
+    """
+    return text.translate(_CONTROLS)
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="generate", version_base="1.3")
 def _generate(cfg: DictConfig) -> None:
     setup(cfg)
@@ -225,7 +241,7 @@ def _generate(cfg: DictConfig) -> None:
     except ValueError as err:
         raise SystemExit(str(err)) from err
     seconds = time.perf_counter() - start
-    print(cfg.prompt + text)
+    print(printable(cfg.prompt + text))
     record = {
         "run": str(path),
         "name": saved.get("name"),

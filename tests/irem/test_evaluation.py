@@ -39,7 +39,18 @@ def test_rows_cover_every_split_and_budget_plus_best(setup) -> None:
     assert len(keys) == len(set(keys))
     assert set(keys) == {(s, b, "mse") for s in SPLITS for b in ("1", "3", "best")}
     for r in rows:
-        assert set(r) == {"split", "budget", "metric", "value", "median", "n", "steps_mean", "solve_seconds"}
+        assert set(r) == {
+            "split",
+            "budget",
+            "metric",
+            "value",
+            "median",
+            "n",
+            "steps_mean",
+            "solve_seconds",
+            "diverged",
+            "max_steps",
+        }
         assert r["n"] == 10 and r["solve_seconds"] > 0 and r["value"] > 0
         assert r["steps_mean"] == 3  # the fixed solver's one solve runs to the largest budget
 

@@ -84,7 +84,7 @@ def test_ood_file_and_clear_errors(tmp_path) -> None:
         task.split("harder")
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         TextTask(path=str(tmp_path / "nope.txt"))
-    with pytest.raises(ValueError, match="fewer than context"):
+    with pytest.raises(ValueError, match=r"holds 1000 bytes; at context=200 it needs at least 4020 bytes"):
         TextTask(context=200, path=str(train))
     with pytest.raises(ValueError, match="split_fractions"):
         TextTask(split_fractions=(0.5, 0.5))

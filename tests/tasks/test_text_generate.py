@@ -23,7 +23,7 @@ from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.linear_system import LinearSystem
 from irem.tasks.text import TextTask
-from irem.tasks.text_generate import generate, generate_ids
+from irem.tasks.text_generate import generate, generate_ids, printable
 
 CONTEXT = 6
 PROMPT = "def f(x):"  # longer than the context, so the window is cut from the start
@@ -159,8 +159,9 @@ def test_the_console_script_generates_from_a_trained_run(compose_config, tmp_pat
     assert generated.returncode == 0, generated.stderr[-3000:]
     record = json.loads((out_dir / "generation.json").read_text())
     assert record["prompt"] == "The " and record["budget"] == 2 and record["model"] == "EnergyModel"
-    printed = "The " + record["continuation"]  # a text-mode pipe reads a generated \r as \n
-    assert generated.stdout.startswith(printed.replace("\r\n", "\n").replace("\r", "\n"))
+    # printed with its control bytes escaped (a sampled ESC or backspace must not reach the terminal)
+    assert generated.stdout.startswith(printable("The " + record["continuation"]))
+    assert not any(ord(c) < 0x20 and c not in "\n\t" for c in generated.stdout)
     # the command's text is the library's, from the same checkpoint and seed
     _, _, text_task, model = load_run(run_dir)
     expected = generate(text_task, model.eval(), "The ", 12, 2, 1.0, torch.Generator().manual_seed(5))
