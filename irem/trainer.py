@@ -155,19 +155,11 @@ class Trainer:
         config: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
-        s = trainer_settings(settings)
-        if s.iterations < 0 or s.batch_size < 1 or s.lr <= 0:
-            raise ValueError(
-                f"Trainer: need iterations >= 0, batch_size >= 1, lr > 0; got {s.iterations}, {s.batch_size}, {s.lr}."
-            )
+        s = trainer_settings(settings)  # TrainerConfig refuses values out of range (irem/config.py)
         if s.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer '{s.optimizer}'. Valid choices: {', '.join(OPTIMIZERS)}.")
         if s.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"Unknown lr_schedule '{s.lr_schedule}'. Valid choices: {', '.join(LR_SCHEDULES)}.")
-        if s.warmup < 0 or not 0 <= s.min_lr_fraction <= 1:
-            raise ValueError(
-                f"Trainer: need warmup >= 0 and min_lr_fraction in [0, 1]; got {s.warmup}, {s.min_lr_fraction}."
-            )
         self.task, self.model = task, model
         self.warmup, self.lr_schedule, self.min_lr_fraction = int(s.warmup), s.lr_schedule, float(s.min_lr_fraction)
         self.out_dir = Path(out_dir)
