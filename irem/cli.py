@@ -73,6 +73,29 @@ def setup(cfg: DictConfig) -> None:
     torch.manual_seed(int(cfg.seed))
 
 
+# The console script of each config, for messages that name the command.
+COMMANDS = {"train": "irem-train", "evaluate": "irem-eval", "study": "irem-study", "generate": "irem-generate"}
+# What a mandatory (???) top-level key of a command's config holds, and a command line that gives it.
+REQUIRED = {"run_dir": "an irem-train run directory"}
+USAGE = {"evaluate": "irem-eval run_dir=outputs/inverse-energy"}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every value that needs no built task, from the composed config: the trainer's and the
+    evaluation's ranges (irem/config.py's schemas) and the device. precheck runs it before Hydra
+    makes the output folder and each command again first thing (a multirun skips precheck), so a
+    bad value is refused in seconds, never after minutes of training."""
+    from irem.config import EvalConfig, TrainerConfig
+    from irem.trainer import resolve_device
+
+    if cfg.get("trainer") is not None:
+        TrainerConfig(**to_container(cfg.trainer))
+    if cfg.get("eval") is not None:
+        EvalConfig(**to_container(cfg.eval))
+    if cfg.get("device") is not None:
+        resolve_device(str(cfg.device))
+
+
 def _report(rows: list[dict], out_dir: str, title: str, task: Task, solves: bool = False) -> None:
     """The table, and with `solves` the steps and seconds of each set's one solve (irem-eval)."""
     from irem.records import write_results
@@ -154,10 +177,11 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     from irem.checkpoint import load, run_checkpoint
     from irem.trainer import Trainer
 
+    check_config(cfg)
     task = build_task(cfg.task)
+    model = build_model(cfg, task)  # first: an energy that does not fit the task is the choice to fix
     if cfg.get("eval") is not None and cfg.eval.get("run", False):  # before training, not after it
         check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.get("levels") or []))
-    model = build_model(cfg, task)
     config = to_container(cfg)
     ckpt = run_checkpoint(out_dir)
     if cfg.resume and ckpt.exists():
@@ -222,6 +246,7 @@ def _evaluate(cfg: DictConfig) -> None:
 
     setup(cfg)
     try:
+        check_config(cfg)
         path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
         check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.levels))
         label = None
@@ -231,9 +256,9 @@ def _evaluate(cfg: DictConfig) -> None:
             model.solver = build_solver(cfg.solver).with_base(model.solver)
             label = HydraConfig.get().runtime.choices.get("solver")
         set_solver_settings(model, cfg.solver_settings, str(path))
+        device = resolve_device(cfg.device)
     except (SettingError, FileNotFoundError) as err:
         raise SystemExit(f"irem-eval: {err}") from err
-    device = resolve_device(cfg.device)
     model.to(device)
     print(f"{saved.name}: {describe_model(model, label)}")
     rows = _evaluation(task, model, cfg, device)
@@ -250,6 +275,7 @@ def _study(cfg: DictConfig) -> None:
     setup(cfg)
     out_dir = HydraConfig.get().runtime.output_dir
     try:
+        check_config(cfg)
         if cfg.run_dir is None:
             preflight(cfg, build_task(cfg.task), CONFIG_DIR)  # before the training, not after it
             task, model, _ = _fit(training_config(cfg), out_dir)
@@ -277,7 +303,8 @@ def _no_group_message(config_name: str, group: str, cfg: DictConfig) -> str:
     solver settings from the run it loads), and what to give instead for other difficulty levels."""
     why = f"the '{config_name}' config has no {group} to choose or configure"
     if "run_dir" in list(cfg.keys()):  # (`in cfg` is False for a value still ???)
-        why += f": it takes the {group} from the trained run it loads (run_dir=...)"
+        why += f": it takes the {group} from the trained run it loads (run_dir=...), as it was trained"
+    why += f". {COMMANDS.get(config_name, config_name)} accepts the keys {', '.join(map(str, cfg.keys()))}"
     levels = "eval.levels" if "levels" in (cfg.get("eval") or {}) else "levels" if "levels" in cfg else None
     if levels is None:
         return why + "."
@@ -287,8 +314,29 @@ def _no_group_message(config_name: str, group: str, cfg: DictConfig) -> str:
     )
 
 
-def precheck(config_name: str, argv: list[str]) -> None:
-    """Compose once before Hydra does, so a misspelt key is answered with the valid ones."""
+def _check_required(config_name: str, cfg: DictConfig, required: dict[str, str], usage: str | None) -> None:
+    """A mandatory key left unset (???), named with what it holds and an example, before Hydra
+    interpolates it into the output folder (hydra.run.dir is ${run_dir}/...), where it would fail
+    inside Hydra's own error formatting."""
+    missing = [str(k) for k in cfg if OmegaConf.is_missing(cfg, str(k))]
+    if not missing:
+        return
+    command = COMMANDS.get(config_name, config_name)
+    wanted = " ".join(f"{k}=<{required.get(k, REQUIRED.get(k, 'a value'))}>" for k in missing)
+    example = usage or USAGE.get(config_name)
+    print(
+        f"{command} needs {wanted}" + (f", e.g. {example}" if example else "") + f" (configs/{config_name}.yaml).",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
+
+
+def precheck(
+    config_name: str, argv: list[str], required: dict[str, str] | None = None, usage: str | None = None
+) -> None:
+    """Compose once before Hydra does, so a misspelt key is answered with the valid ones, a missing
+    mandatory key (`required`: what each holds; `usage`: an example command line) with what to
+    give, and a value out of range (check_config) before any output folder is made."""
     from hydra import compose, initialize_config_dir
 
     if any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info", "--hydra-help") for a in argv):
@@ -296,20 +344,29 @@ def precheck(config_name: str, argv: list[str]) -> None:
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            compose(config_name, overrides=overrides)
-        return
+            composed: DictConfig | None = compose(config_name, overrides=overrides)
     except Exception:
-        pass
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            base = compose(config_name, overrides=[])
-    except Exception:
+        composed = None
+    grouped = [o for o in overrides if (Path(CONFIG_DIR) / o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]).is_dir()]
+    if composed is None or grouped:  # +task.size=10 composes on irem-eval, and would be ignored
+        try:
+            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+                base = compose(config_name, overrides=[])
+        except Exception:
+            return
+        for o in grouped:  # e.g. irem-eval task.harder_difficulty=30 or +task.size=10: the run brings its own task
+            group = o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
+            if group not in base:
+                print(f"Error in override '{o}': {_no_group_message(config_name, group, base)}", file=sys.stderr)
+                raise SystemExit(2)
+    if composed is not None:
+        _check_required(config_name, composed, required or {}, usage)
+        try:
+            check_config(composed)
+        except SettingError as err:
+            print(f"{COMMANDS.get(config_name, config_name)}: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         return
-    for o in overrides:  # e.g. irem-eval task.harder_difficulty=30: the run brings its own task
-        group = o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
-        if (Path(CONFIG_DIR) / group).is_dir() and group not in base:
-            print(f"Error in override '{o}': {_no_group_message(config_name, group, base)}", file=sys.stderr)
-            raise SystemExit(2)
     dotted = [
         o for o in overrides if not o.startswith(("+", "~")) and "." in o.split("=", 1)[0] and not o.startswith("hydra")
     ]

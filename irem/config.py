@@ -11,7 +11,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from dataclasses import dataclass, field
+import math
+from collections.abc import Sequence
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,54 @@ DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
 DEFAULT_THREADS: int | None = 1
 
 
+def check_budgets(budgets: Sequence[int], minimum: int = 0, owner: str = "", name: str = "budgets") -> list[int]:
+    """Sorted distinct step budgets, each >= `minimum`; the labels of a prediction's answers are
+    their string forms. `owner` names who refused them (a baseline's predict, a study), `name` the
+    setting they came from (eval.budgets), so the message says what to change.
+
+    Budget 0 is the start itself (a descent's random y0, a recurrent baseline's initial readout),
+    so predictors accept it; a study and a denoiser need at least one step. It lives here, beside
+    the schemas, so the commands check eval.budgets before training with the same rule.
+    """
+    wanted = sorted({int(b) for b in budgets})
+    where = f"{owner}: " if owner else ""
+    if not wanted:
+        raise SettingError(f"{where}{name} is empty; give at least one step budget, e.g. {name}=[1,2,5,10].")
+    if wanted[0] < minimum:
+        raise SettingError(
+            f"{where}{name} must be step counts >= {minimum}, e.g. {name}=[1,2,5,10]; got {list(budgets)}."
+        )
+    return wanted
+
+
+def _whole(value: Any) -> bool:
+    return (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value == int(value)
+    )
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_ranges(settings: Any, section: str, rules: dict[str, tuple[Any, str]]) -> None:
+    """Refuse the first field of a schema instance outside its range, naming the setting, its value,
+    the valid range and the field's default (the one copy of it) as the fix. A rule is
+    (predicate, range in words); a field set to None passes only when the predicate accepts None."""
+    defaults = {f.name: f.default for f in fields(settings)}
+    for name, (ok, valid) in rules.items():
+        value = getattr(settings, name)
+        if not ok(value):
+            default = defaults.get(name, NO_DEFAULT)
+            shown = "null" if default is None else default
+            fix = (
+                f"; e.g. {section}.{name}={shown} ({type(settings).__name__}'s default)"
+                if default is not NO_DEFAULT
+                else ""
+            )
+            raise SettingError(f"{section}.{name}={value!r} is out of range: it must be {valid}{fix}.")
+
+
 @dataclass
 class TrainerConfig:
     """The trainer's settings and the one copy of their defaults: irem-train's `trainer:` section
@@ -70,6 +121,28 @@ class TrainerConfig:
     val_every: int = 0
     time_limit: float | None = None  # seconds of training; stops early for equal wall-clock comparisons
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Every range at construction: the commands build one from the composed `trainer:` section
+        before anything trains (a log_every of 0 used to surface as a ZeroDivisionError at the
+        first iteration), and `Trainer(**settings)` builds one from library code's settings."""
+        _check_ranges(
+            self,
+            "trainer",
+            {
+                "iterations": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (0 trains nothing)"),
+                "batch_size": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+                "lr": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+                "weight_decay": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+                "warmup": (lambda v: _whole(v) and v >= 0, "a whole number of iterations >= 0"),
+                "min_lr_fraction": (lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
+                "grad_clip": (lambda v: v is None or (_finite(v) and v >= 0), "null (no clipping) or a number >= 0"),
+                "log_every": (lambda v: _whole(v) and v >= 1, "a whole number of iterations >= 1"),
+                "checkpoint_every": (lambda v: _whole(v) and v >= 1, "a whole number of iterations >= 1"),
+                "val_every": (lambda v: _whole(v) and v >= 0, "a whole number of iterations >= 0 (0: no validation)"),
+                "time_limit": (lambda v: v is None or (_finite(v) and v >= 0), "null (no limit) or seconds >= 0"),
+            },
+        )
 
 
 @dataclass
@@ -93,6 +166,24 @@ class EvalConfig:
     instances: int | None = None  # per level; null: the task's test_size
     budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        """The ranges that need no task: irem-train checks them before training, not after it
+        (the splits and levels, which the task judges, are irem/cli.py's check_eval_sets)."""
+        check_budgets(self.budgets, name="eval.budgets")
+        _check_ranges(
+            self,
+            "eval",
+            {
+                "batch_size": (lambda v: _whole(v) and v >= 1, "a whole number of instances >= 1"),
+                "instances": (lambda v: v is None or (_whole(v) and v >= 1), "null (the task's test_size) or >= 1"),
+            },
+        )
+        if not self.splits and not self.levels:
+            raise SettingError(
+                "eval.splits and eval.levels are both empty, so there is nothing to evaluate; name a split "
+                "(e.g. eval.splits=[test]) or give levels, or pass eval.run=false to skip the evaluation."
+            )
 
 
 @dataclass
@@ -246,6 +337,13 @@ def valid_keys(node: DictConfig | dict) -> list[str] | None:
     """Parameter names of a node's `_target_`, or None when it takes **kwargs."""
     params, takes_kwargs = _parameters(locate(str(node["_target_"])))
     return None if takes_kwargs else [p.name for p in params]
+
+
+def required_keys(node: DictConfig | dict) -> list[str]:
+    """Parameter names of a node's `_target_` that have no default: what the config or the task's
+    dims must supply (an energy's x_dim and y_dim, a sequence energy's vocab_size and context)."""
+    params, _ = _parameters(locate(str(node["_target_"])))
+    return [p.name for p in params if p.default is p.empty and p.kind is not p.POSITIONAL_ONLY]
 
 
 def unknown_key_message(path: str, key: str, valid: list[str]) -> str:

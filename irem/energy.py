@@ -71,7 +71,7 @@ def check_energy_fits(energy: EnergyFunction, task: Any, generator: torch.Genera
         with torch.no_grad():
             e = energy.energy(problem.x, y)
     except (RuntimeError, ValueError, IndexError) as err:
-        raise ValueError(f"{where}: {err}. Build the energy with the task's dims.") from err
+        raise ValueError(f"{where}: {str(err).rstrip('.')}. Build the energy with the task's dims.") from err
     if not isinstance(e, Tensor) or e.shape != (problem.num_instances,):
         got = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
         raise ValueError(

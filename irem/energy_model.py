@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from irem.config import SettingError
 from irem.energy import EnergyFunction
 from irem.objective import Objective, TrainingBatch
 from irem.predictor import Predictions, Predictor
@@ -44,6 +45,13 @@ class EnergyModel(Predictor):
             raise ValueError(f"EnergyModel: replay_fraction must be in [0, 1), got {replay_fraction}.")
         if step_lr_multiplier <= 0:
             raise ValueError(f"EnergyModel: step_lr_multiplier must be positive, got {step_lr_multiplier}.")
+        steps = getattr(solver, "max_steps", None)
+        if isinstance(steps, int) and steps < 1:  # before training, not as an autograd error at its first step
+            raise SettingError(
+                f"solver.max_steps={steps} is out of range: the energy model trains through a descent of "
+                "solver.max_steps steps, so it must be a whole number >= 1 (0 leaves nothing to differentiate); "
+                "e.g. solver.max_steps=10. Budgets at inference are eval.budgets, where 0 (the start) is allowed."
+            )
         if not isinstance(objective, Objective):
             raise TypeError(f"EnergyModel: objective must be an irem Objective, got {type(objective).__name__}.")
         self.energy = energy

@@ -16,24 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from irem.config import check_budgets  # noqa: F401  (re-exported: predictors check their budgets with it)
 from irem.problem import Problem
 from irem.task import Task
-
-
-def check_budgets(budgets: Sequence[int], minimum: int = 0, owner: str = "") -> list[int]:
-    """Sorted distinct step budgets, each >= `minimum`; the labels of a prediction's answers are
-    their string forms. `owner` names who refused them (a baseline's predict, a study).
-
-    Budget 0 is the start itself (a descent's random y0, a recurrent baseline's initial readout),
-    so predictors accept it; a study and a denoiser need at least one step.
-    """
-    wanted = sorted({int(b) for b in budgets})
-    where = f"{owner}: " if owner else ""
-    if not wanted:
-        raise ValueError(f"{where}budgets is empty; give at least one step budget, e.g. [1,2,5,10].")
-    if wanted[0] < minimum:
-        raise ValueError(f"{where}budgets must be step counts >= {minimum}, e.g. [1,2,5,10]; got {list(budgets)}.")
-    return wanted
 
 
 @dataclass

@@ -37,7 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from irem.checkpoint import load, run_checkpoint, save_atomic
-from irem.config import TrainerConfig, unknown_key_message
+from irem.config import SettingError, TrainerConfig, unknown_key_message
 from irem.evaluation import eval_generator
 from irem.predictor import Predictor
 from irem.task import Task
@@ -47,10 +47,29 @@ LR_SCHEDULES = ("constant", "cosine")
 RANK_SEED_STRIDE = 1_000_003  # rank r draws from seed + r * stride; rank 0 is the one-process run
 
 
+DEVICE_CHOICES = "cpu, cuda, cuda:<index>, auto (cuda when available, else cpu)"
+
+
 def resolve_device(name: str) -> torch.device:
+    """The torch device `device=` names, refused with the choices when this machine lacks it: a
+    CUDA device asked for without CUDA used to fail with a bare AssertionError inside torch."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise SettingError(f"device={name} is not a torch device. Valid choices: {DEVICE_CHOICES}.") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SettingError(
+                f"device={name} but torch.cuda.is_available() is False (no CUDA GPU or a CPU-only torch); "
+                "use device=cpu or device=auto."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SettingError(
+                f"device={name} but this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}; use one of those, device=cuda or device=auto."
+            )
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
     return device
@@ -155,19 +174,11 @@ class Trainer:
         config: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
-        s = trainer_settings(settings)
-        if s.iterations < 0 or s.batch_size < 1 or s.lr <= 0:
-            raise ValueError(
-                f"Trainer: need iterations >= 0, batch_size >= 1, lr > 0; got {s.iterations}, {s.batch_size}, {s.lr}."
-            )
+        s = trainer_settings(settings)  # TrainerConfig refuses values out of range (irem/config.py)
         if s.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer '{s.optimizer}'. Valid choices: {', '.join(OPTIMIZERS)}.")
         if s.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"Unknown lr_schedule '{s.lr_schedule}'. Valid choices: {', '.join(LR_SCHEDULES)}.")
-        if s.warmup < 0 or not 0 <= s.min_lr_fraction <= 1:
-            raise ValueError(
-                f"Trainer: need warmup >= 0 and min_lr_fraction in [0, 1]; got {s.warmup}, {s.min_lr_fraction}."
-            )
         self.task, self.model = task, model
         self.warmup, self.lr_schedule, self.min_lr_fraction = int(s.warmup), s.lr_schedule, float(s.min_lr_fraction)
         self.out_dir = Path(out_dir)

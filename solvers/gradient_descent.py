@@ -89,10 +89,21 @@ class GradientDescent(StepSolver):
         restart: bool = False,
     ) -> None:
         super().__init__()
-        if step_size <= 0:
-            raise ValueError(f"GradientDescent: step_size must be positive, got {step_size}.")
-        if max_steps < 0:
-            raise ValueError(f"GradientDescent: max_steps must be >= 0, got {max_steps}.")
+        if not (math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"GradientDescent: step_size must be a finite number > 0, got {step_size}.")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+            raise ValueError(
+                f"GradientDescent: max_steps must be a whole number >= 0 (0: the start only, for inference; "
+                f"training needs >= 1), got {max_steps!r}."
+            )
+        if not (math.isfinite(noise) and noise >= 0):
+            raise ValueError(
+                f"GradientDescent: noise (the Langevin noise scale) must be a finite number >= 0, got {noise}."
+            )
+        if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
+            raise ValueError(f"GradientDescent: grad_clip must be null (no clipping) or a number > 0, got {grad_clip}.")
+        if grad_tol is not None and not (math.isfinite(grad_tol) and grad_tol >= 0):
+            raise ValueError(f"GradientDescent: grad_tol must be null (no tolerance) or a number >= 0, got {grad_tol}.")
         if truncate < 0:
             raise ValueError(f"GradientDescent: truncate must be >= 0 (0 = full unroll), got {truncate}.")
         if not 0 < shrink <= 1:

@@ -266,7 +266,12 @@ def _generate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    precheck("generate", sys.argv[1:])
+    precheck(
+        "generate",
+        sys.argv[1:],
+        required={"run_dir": "an irem-train run of task=text", "prompt": "the text to continue, quoted for Hydra"},
+        usage="""irem-generate run_dir=outputs/text-energy 'prompt="The "'""",
+    )
     _generate()
 
 
