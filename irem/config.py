@@ -70,6 +70,9 @@ class TrainerConfig:
     val_every: int = 0
     time_limit: float | None = None  # seconds of training; stops early for equal wall-clock comparisons
     progress: bool = True
+    # stop, keeping the last checkpoint, once the training loss exceeds this: a run that explodes
+    # (e.g. solver.step_size=1e12 trained on to a loss of 2.9e18) rather than learns; null: no bound
+    max_loss: float | None = 1e6
 
 
 @dataclass
