@@ -265,7 +265,7 @@ class Trainer:
         if self.saved_iteration is not None and self.checkpoint_path.exists():
             good = f"The last good checkpoint is {self.checkpoint_path} (iteration {self.saved_iteration}), kept."
         else:
-            good = f"No checkpoint was saved yet (none is left at {self.checkpoint_path} by this run)."
+            good = "No checkpoint was saved yet, so there is none to go back to."
         return TrainingDiverged(
             f"Training stopped at iteration {self.iteration}: {what}. {good} Lower trainer.lr (now {self.lr:g}) "
             "or solver.step_size (the energy's descent step), or add trainer.grad_clip, and start over with "
