@@ -420,7 +420,7 @@ class Trainer:
                         writer.add_scalar("val/metric", self.validate(), self.iteration)
                     if self.iteration % self.checkpoint_every == 0:
                         self.save()
-                if self.iteration > start or not self.checkpoint_path.exists():
+                if self.iteration > start or not resume or not self.checkpoint_path.exists():
                     self.save()  # still under deferred_interrupt: a Ctrl-C now does not abort the write
             except TrainingInterrupted as stop:
                 print(f"\n{stop}", flush=True)
@@ -435,7 +435,7 @@ class Trainer:
             "final_loss": finite_or_none(self.last_loss),  # JSON has no NaN: null when no loss is known
             "processes": self.world_size,
         }
-        if self.rank == 0 and (self.iteration > start or not summary_path.exists()):
+        if self.rank == 0 and (self.iteration > start or not resume or not summary_path.exists()):
             # a rerun of a finished run trains nothing and leaves its summary as that run wrote it
             summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False))
         return summary
