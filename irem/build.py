@@ -16,7 +16,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from irem.checkpoint import load, run_checkpoint
+from irem.checkpoint import check_finite_weights, load, run_checkpoint
 from irem.config import CONFIG_DIR, SettingError, check_node, required_keys, valid_keys
 from irem.energy import EnergyFunction, check_energy_fits
 from irem.energy_model import EnergyModel
@@ -168,6 +168,7 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple
     and its model (train mode, as built; callers that evaluate call .eval(), composition freezes it)."""
     path = Path(checkpoint) if checkpoint else run_checkpoint(run_dir)
     state = load(path)
+    check_finite_weights(state, path)  # a diverged run's NaN weights would evaluate to plausible-looking rows
     saved = upgrade_config(state["config"])
     task = build_task(saved.task)
     model = build_model(saved, task)

@@ -196,9 +196,8 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     print(f"{cfg.name}: task={task.name} model={type(model).__name__} params={n_params} -> {out_dir}")
     trainer = Trainer(task, model, out_dir, seed=cfg.seed, device=cfg.device, config=config, **cfg.trainer)
     summary = trainer.fit(resume=cfg.resume)
-    print(
-        f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {summary['final_loss']:.4g}"
-    )
+    loss = "unknown" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
+    print(f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {loss}")
     return task, model, trainer
 
 
@@ -213,12 +212,24 @@ def _evaluation(task: Task, model: Predictor, cfg: DictConfig, device: Any) -> l
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig) -> None:
+    from irem.run_guard import holding_run_dir
+
     setup(cfg)
     out_dir = HydraConfig.get().runtime.output_dir
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 holds the run directory's lock
+        _train_locked(cfg, out_dir)
+        return
+    with holding_run_dir(out_dir, "irem-train"):  # taken already by train() unless a multirun: re-entrant
+        _train_locked(cfg, out_dir)
+
+
+def _train_locked(cfg: DictConfig, out_dir: str) -> None:
+    from irem.trainer import TrainingDiverged
+
     try:
         task, model, trainer = _fit(cfg, out_dir)
-    except SettingError as err:
-        raise SystemExit(f"irem-train: {err}") from err
+    except (SettingError, TrainingDiverged) as err:
+        raise SystemExit(f"irem-train: {err}") from None
     if trainer.world_size > 1:  # under torchrun: rank 0 alone evaluates what the ranks trained together
         import torch.distributed
 
@@ -397,12 +408,28 @@ def precheck(
 
 
 def train() -> None:
+    from irem.run_guard import exit_status, holding_run_dir, planned_output_dir
+
     precheck("train", sys.argv[1:])
-    _train()
+    out_dir = planned_output_dir("train", sys.argv[1:]) if int(os.environ.get("RANK", "0")) == 0 else None
+    try:
+        if out_dir is None:
+            _train()
+            return
+        with holding_run_dir(out_dir, "irem-train"):  # before Hydra writes the run's .hydra/config.yaml
+            _train()
+    except KeyboardInterrupt as err:  # stopped by SIGINT or SIGTERM: its own status, no traceback
+        raise SystemExit(exit_status(err)) from None
 
 
 def evaluate() -> None:
+    from irem.run_guard import check_eval_target
+
     precheck("evaluate", sys.argv[1:])
+    try:  # before Hydra creates <run_dir>/eval/<time>/
+        check_eval_target("evaluate", sys.argv[1:])
+    except SettingError as err:
+        raise SystemExit(f"irem-eval: {err}") from None
     _evaluate()
 
 

@@ -121,6 +121,9 @@ class TrainerConfig:
     val_every: int = 0
     time_limit: float | None = None  # seconds of training; stops early for equal wall-clock comparisons
     progress: bool = True
+    # stop, keeping the last checkpoint, once the training loss exceeds this: a run that explodes
+    # (e.g. solver.step_size=1e12 trained on to a loss of 2.9e18) rather than learns; null: no bound
+    max_loss: float | None = 1e6
 
     def __post_init__(self) -> None:
         """Every range at construction: the commands build one from the composed `trainer:` section
@@ -141,6 +144,7 @@ class TrainerConfig:
                 "checkpoint_every": (lambda v: _whole(v) and v >= 1, "a whole number of iterations >= 1"),
                 "val_every": (lambda v: _whole(v) and v >= 0, "a whole number of iterations >= 0 (0: no validation)"),
                 "time_limit": (lambda v: v is None or (_finite(v) and v >= 0), "null (no limit) or seconds >= 0"),
+                "max_loss": (lambda v: v is None or (_finite(v) and v > 0), "null (no bound) or a number > 0"),
             },
         )
 

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -32,11 +33,21 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from irem.checkpoint import load, run_checkpoint, save_atomic
+from irem.checkpoint import (
+    check_finite_weights,
+    finite_or_none,
+    load,
+    non_finite_tensors,
+    remove_stale_temps,
+    run_checkpoint,
+    run_lock,
+    save_atomic,
+)
 from irem.config import SettingError, TrainerConfig, unknown_key_message
 from irem.evaluation import eval_generator
 from irem.predictor import Predictor
@@ -108,24 +119,46 @@ def lr_factor(
     return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT or SIGTERM after checkpointing a whole iteration; `signum` says
+    which, so a command exits with that signal's status (130, 143) rather than a traceback."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss turned non-finite, lost its gradient (every instance diverged) or exceeded
+    trainer.max_loss: training stops rather than checkpoint what follows. The message names the
+    last good checkpoint (or says there is none) and the remedy."""
+
+
 @contextmanager
 def deferred_interrupt():
-    """Turn the first Ctrl-C (or SIGTERM, as a cluster sends on preemption) into a flag the
-    loop reads between iterations.
+    """Turn Ctrl-C (or SIGTERM, as a cluster sends on preemption) into a flag the loop reads
+    between iterations, with the signal that set it.
 
     An interrupt in the middle of an iteration would checkpoint a generator and replay buffer
-    that have moved on while the weights have not, and the resumed run would differ. A second
-    Ctrl-C interrupts at once, as usual.
+    that have moved on while the weights have not, and the resumed run would differ; one during
+    the save would abort it. So further signals only say that the run is stopping: a run stopped
+    without its checkpoint takes SIGKILL (the previous checkpoint is kept).
     """
-    flag = {"set": False}
+    flag: dict[str, Any] = {"set": False, "signum": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):  # noqa: ARG001
         if flag["set"]:
-            raise KeyboardInterrupt
-        flag["set"] = True
+            print(
+                f"\nAlready stopping: finishing this iteration and saving its checkpoint. To stop without "
+                f"saving, kill -9 {os.getpid()} (the previous checkpoint is kept).",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        flag["set"], flag["signum"] = True, signum
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -193,7 +226,9 @@ class Trainer:
         self.time_limit = s.time_limit
         self.device = resolve_device(device)
         self.progress = s.progress
-        self.config = config or {}
+        self.lr, self.max_loss = float(s.lr), s.max_loss
+        # plain containers: a checkpoint holds nothing the safe loader (weights_only) refuses
+        self.config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config or {}
         self.model.to(self.device)
         groups = [g for g in self.model.param_groups(s.lr) if g["params"]]
         if not groups:
@@ -210,6 +245,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(self.seed + RANK_SEED_STRIDE * self.rank)
         self.iteration = 0
         self.train_seconds = 0.0
+        self.last_loss = math.nan
+        self.saved_iteration: int | None = None  # of the checkpoint this run wrote or resumed, if any
 
     @property
     def checkpoint_path(self) -> Path:
@@ -223,6 +260,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "iteration": self.iteration,
             "train_seconds": self.train_seconds,
+            "loss": self.last_loss,
             "config": self.config,
         }
         if self.world_size > 1:  # a collective: every rank calls state() at the same iteration
@@ -231,16 +269,34 @@ class Trainer:
             state["rank_generators"] = generators
         return state
 
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The error that stops a diverged run: what happened, the checkpoint it can go back to."""
+        if self.saved_iteration is not None and self.checkpoint_path.exists():
+            good = f"The last good checkpoint is {self.checkpoint_path} (iteration {self.saved_iteration}), kept."
+        else:
+            good = "No checkpoint was saved yet, so there is none to go back to."
+        return TrainingDiverged(
+            f"Training stopped at iteration {self.iteration}: {what}. {good} Lower trainer.lr (now {self.lr:g}) "
+            "or solver.step_size (the energy's descent step), or add trainer.grad_clip, and start over with "
+            "resume=false (resuming the same settings diverges the same way)."
+        )
+
     def save(self) -> Path:
         state = self.state()
+        bad = non_finite_tensors({"model": state["model"], "optimizer": state["optimizer"]["state"]})
+        if bad:  # never write a diverged state over the last good one
+            shown = ", ".join(k.rstrip(".") for k in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise self._diverged(f"the weights or optimizer state hold NaN or inf ({shown})")
         if self.rank == 0:
             save_atomic(state, self.checkpoint_path)
+        self.saved_iteration = self.iteration
         if self.world_size > 1:
             dist.barrier()  # no rank reads or resumes a checkpoint rank 0 is still writing
         return self.checkpoint_path
 
     def restore(self, path: str | Path) -> None:
         state = load(path)
+        check_finite_weights(state, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         generators = state.get("rank_generators")
@@ -257,6 +313,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
         self.train_seconds = float(state["train_seconds"])
+        self.last_loss = float(state.get("loss", math.nan))  # checkpoints before it kept no loss
+        self.saved_iteration = self.iteration
 
     def _set_lr(self) -> None:
         time_fraction = self.train_seconds / self.time_limit if self.time_limit else 0.0
@@ -283,10 +341,18 @@ class Trainer:
         problem = self.task.sample(self.batch_size, self.generator).to(self.device)
         self._set_lr()
         loss, logs = self.train_module(self.task, problem, self.generator)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Non-finite training loss at iteration {self.iteration}; the last good checkpoint is "
-                f"{self.checkpoint_path}. Lower the learning rate or the solver's step size."
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise self._diverged(f"the training loss is {value}")
+        if not loss.requires_grad:
+            raise self._diverged(
+                f"the training loss ({value:g}) has no gradient: every instance of the batch diverged, so "
+                "nothing is left to learn from"
+            )
+        if self.max_loss is not None and value > self.max_loss:
+            raise self._diverged(
+                f"the training loss {value:.4g} exceeds trainer.max_loss={self.max_loss:g}, so the run is "
+                "exploding rather than learning (raise trainer.max_loss, or null, if such losses are expected)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -295,7 +361,8 @@ class Trainer:
         self.optimizer.step()
         self.train_seconds += time.perf_counter() - t0
         self.iteration += 1
-        return float(loss.detach()), logs
+        self.last_loss = value
+        return value, logs
 
     def _out_of_time(self) -> bool:
         """For comparisons at equal wall-clock: stop once `time_limit` seconds of training are spent."""
@@ -311,22 +378,36 @@ class Trainer:
         dist.all_reduce(both, op=dist.ReduceOp.MAX)
         return bool(both[0]), bool(both[1])
 
-    def fit(self, resume: bool = True) -> dict[str, float]:
+    def fit(self, resume: bool = True) -> dict[str, Any]:
+        """Train to `iterations`, resuming this run's checkpoint when `resume`, with the run
+        directory locked (rank 0) so no second training writes into it meanwhile."""
+        if self.rank != 0:
+            return self._fit(resume)
+        with run_lock(self.out_dir):
+            remove_stale_temps(self.checkpoint_path)  # left by a write killed mid-way; safe under the lock
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict[str, Any]:
         if resume and self.checkpoint_path.exists():
             self.restore(self.checkpoint_path)
+        start = self.iteration
+        summary_path = self.out_dir / "train_summary.json"
         writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration) if self.rank == 0 else None
         bar = tqdm(
             total=self.iterations, initial=self.iteration, disable=not self.progress, desc="train", mininterval=1.0
         )
         self.model.train()
-        last_loss = math.nan
         window_start, window_iters = time.perf_counter(), 0
         with deferred_interrupt() as interrupted:
             try:
                 while self.iteration < self.iterations:
                     out_of_time, stop = self._should_stop(interrupted["set"])
                     if stop:
-                        raise KeyboardInterrupt
+                        self.save()  # between iterations: the state of a whole number of them
+                        raise TrainingInterrupted(
+                            f"Interrupted at iteration {self.iteration}; checkpoint saved to {self.checkpoint_path}.",
+                            interrupted["signum"] or signal.SIGINT,
+                        )
                     if out_of_time:
                         break
                     last_loss, logs = self._step()
@@ -348,23 +429,22 @@ class Trainer:
                         writer.add_scalar("val/metric", self.validate(), self.iteration)
                     if self.iteration % self.checkpoint_every == 0:
                         self.save()
-            except KeyboardInterrupt:
-                self.save()
+                if self.iteration > start or not resume or not self.checkpoint_path.exists():
+                    self.save()  # still under deferred_interrupt: a Ctrl-C now does not abort the write
+            except TrainingInterrupted as stop:
+                print(f"\n{stop}", flush=True)
+                raise
+            finally:
                 bar.close()
                 if writer is not None:
                     writer.close()
-                print(f"\nInterrupted at iteration {self.iteration}; checkpoint saved to {self.checkpoint_path}.")
-                raise
-        bar.close()
-        if writer is not None:
-            writer.close()
-        self.save()
         summary = {
             "iterations": self.iteration,
             "train_seconds": self.train_seconds,
-            "final_loss": last_loss,
+            "final_loss": finite_or_none(self.last_loss),  # JSON has no NaN: null when no loss is known
             "processes": self.world_size,
         }
-        if self.rank == 0:
-            (self.out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if self.rank == 0 and (self.iteration > start or not resume or not summary_path.exists()):
+            # a rerun of a finished run trains nothing and leaves its summary as that run wrote it
+            summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False))
         return summary

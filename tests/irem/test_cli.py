@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -38,7 +39,10 @@ def runs(tmp_path_factory) -> dict:
     if out["first"].returncode == 0:
         again = start("irem-train", [*TRAIN, f"hydra.run.dir={run_dir}"], cwd)
         evaluate = start("irem-eval", [f"run_dir={run_dir}", "eval.budgets=[1,3]", "threads=1"], cwd)
-        other = start("irem-train", [*TRAIN, "solver.max_steps=5", f"hydra.run.dir={run_dir}"], cwd)
+        # a copy of the run: two trainings of one directory at once are refused by its lock
+        other_dir = tmp_path_factory.mktemp("other") / "run"
+        shutil.copytree(run_dir, other_dir)
+        other = start("irem-train", [*TRAIN, "solver.max_steps=5", f"hydra.run.dir={other_dir}"], cwd)
         levels_dir = run_dir.parent / "levels"
         levels = start(
             "irem-eval", [f"run_dir={run_dir}", "eval.levels=[1,0.2,0.05]", f"hydra.run.dir={levels_dir}"], cwd

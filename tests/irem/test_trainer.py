@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from irem.checkpoint import load, save_atomic
+from irem.checkpoint import CheckpointError, load, save_atomic
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
 from irem.objectives.irem import IREMObjective
@@ -191,7 +191,7 @@ def test_save_atomic_replaces_and_load_reports(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         load(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="junk.pt"):
+    with pytest.raises(CheckpointError, match="junk.pt"):
         load(tmp_path / "junk.pt")
 
 

@@ -1,0 +1,131 @@
+"""What the commands check about a run directory before Hydra creates anything in it.
+
+Hydra makes the output folder (and writes .hydra/config.yaml there) before a command's function
+runs, so a second irem-train in a busy directory, or an irem-eval of a directory that does not
+exist, would already have written something by the time the function could refuse. The commands'
+entry points call these first: `planned_output_dir` says where Hydra is about to write,
+`check_eval_target` refuses a missing run or a checkpoint of another run (whose results would land
+in the wrong folder), and `exit_status` turns a stop by signal into that signal's exit status.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from irem.config import CONFIG_DIR, SettingError
+
+# The settings that make a run what it is (its task and model); seed and trainer settings aside,
+# a checkpoint evaluated under run_dir=... must agree with that run on these.
+IDENTITY = ("task", "energy", "solver", "objective", "baseline", "model", "name")
+
+
+def planned_output_dir(config_name: str, argv: list[str]) -> Path | None:
+    """The folder Hydra's `hydra.run.dir` resolves to for these arguments; None for a multirun, for
+    arguments Hydra itself will reject, or for a value still missing (Hydra reports those)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    if any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info", "--hydra-help") for a in argv):
+        return None
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # for ${hydra:runtime.choices...} in the run's name
+            return Path(str(cfg.hydra.run.dir))
+    except Exception:
+        return None
+
+
+def _composed(config_name: str, argv: list[str]) -> Any:
+    from hydra import compose, initialize_config_dir
+
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except Exception:
+        return None  # Hydra reports it when it composes
+
+
+def _runs_under(folder: Path) -> list[str]:
+    from irem.checkpoint import run_checkpoint
+
+    if not folder.is_dir():
+        return []
+    return sorted(str(p) for p in folder.iterdir() if run_checkpoint(p).is_file())[:8]
+
+
+def check_eval_target(command: str, argv: list[str]) -> None:
+    """Refuse, before Hydra creates `<run_dir>/eval/<time>/`, a `run_dir` that does not exist and a
+    `checkpoint` that is not of the run in `run_dir`. Such a checkpoint is refused rather than its
+    results written elsewhere: the results of a run belong in that run's folder, and which folder
+    that is only the user knows (a copied checkpoint has no run directory of its own)."""
+    cfg = _composed(command, argv)
+    if cfg is None or OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") is None:
+        return
+    run_dir = Path(str(cfg.run_dir))
+    if not run_dir.is_dir():
+        runs = _runs_under(Path("outputs"))
+        hint = f" Trained runs in outputs/: {', '.join(runs)}." if runs else ""
+        raise SettingError(
+            f"run_dir={run_dir} does not exist. Give the folder of a trained run (irem-train writes "
+            f"outputs/<name>, with checkpoints/last.pt inside).{hint}"
+        )
+    checkpoint = cfg.get("checkpoint")
+    if checkpoint is None:
+        return
+    ckpt = Path(str(checkpoint))
+    if not ckpt.is_file():
+        raise SettingError(f"checkpoint={ckpt} does not exist (or is not a file).")
+    if ckpt.resolve().is_relative_to(run_dir.resolve()):
+        return
+    from irem.build import upgrade_config
+    from irem.checkpoint import load, run_checkpoint
+    from irem.cli import _same_run
+    from irem.config import to_container
+
+    own = run_checkpoint(run_dir)
+    theirs = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    where = f" Evaluate it with run_dir={theirs}." if theirs is not None else ""
+    if not own.is_file():
+        raise SettingError(
+            f"checkpoint={ckpt} is outside run_dir={run_dir}, and {own} is missing, so nothing says the two "
+            f"are one run; its results would be written into {run_dir}.{where}"
+        )
+    mine, other = (to_container(upgrade_config(load(p)["config"])) for p in (own, ckpt))
+    differ = [k for k in _same_run(other, mine) if k.split(".", 1)[0] in IDENTITY]
+    if differ:
+        raise SettingError(
+            f"checkpoint={ckpt} is of another run than run_dir={run_dir} (they differ in: {', '.join(differ)}), "
+            f"so its results would be written into the wrong run's folder.{where}"
+        )
+
+
+def exit_status(err: BaseException) -> int:
+    """The status of a command stopped by a signal: 128 + its number (130 for SIGINT, 143 for
+    SIGTERM), as a shell reports a process the signal ended."""
+    return 128 + int(getattr(err, "signum", signal.SIGINT))
+
+
+@contextmanager
+def holding_run_dir(out_dir: str | Path, command: str) -> Iterator[None]:
+    """The run directory's lock for the block; a directory in use ends the command with the
+    lock's message (which names the process holding it), not a traceback."""
+    from irem.checkpoint import run_lock
+
+    lock = run_lock(out_dir)
+    try:
+        lock.__enter__()
+    except SettingError as err:
+        raise SystemExit(f"{command}: {err}") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
