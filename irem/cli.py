@@ -359,6 +359,8 @@ def precheck(
     except Exception:
         composed = None
     grouped = [o for o in overrides if (Path(CONFIG_DIR) / o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]).is_dir()]
+    if composed is not None:  # a group the config chooses (experiment=...) composed: only an added one is suspect
+        grouped = [o for o in grouped if o.startswith("+")]
     if composed is None or grouped:  # +task.size=10 composes on irem-eval, and would be ignored
         try:
             with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
