@@ -208,6 +208,7 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     summary = trainer.fit(resume=cfg.resume)
     loss = "unknown" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
     print(f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {loss}")
+    trainer.use_ema_weights()  # evaluated as load_run gives the run to irem-eval: its EMA, if it has one
     return task, model, trainer
 
 
