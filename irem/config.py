@@ -128,6 +128,9 @@ class TrainerConfig:
     # 10 optimizer steps); null: none, the trained weights are evaluated
     ema_decay: float | None = None
     ema_every: int = 1  # update the average every this many optimizer steps
+    # ema_pytorch's warm-up: the u-th update uses min(ema_decay, 1 - (1 + u)^(-2/3)), so a short run's
+    # average is not held back by its random initial weights; false: ema_decay from the first update
+    ema_warmup: bool = True
 
     def __post_init__(self) -> None:
         """Every range at construction: the commands build one from the composed `trainer:` section

@@ -32,14 +32,24 @@ def tracked_tensors(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
                 yield dot + name, buf
 
 
+def warmed_decay(decay: float, update: int) -> float:
+    """ema_pytorch's warm-up (inv_gamma 1, power 2/3): the decay of the `update`-th update (from 1)
+    rises as 1 - (1 + u)^(-2/3) until it reaches `decay`, so the average forgets its random start
+    within the first few hundred updates instead of over 1 / (1 - decay) of them."""
+    return min(decay, 1.0 - (1.0 + update) ** (-2.0 / 3.0))
+
+
 class WeightEMA:
     """ema = decay * ema + (1 - decay) * weight for floating-point weights at each `update`; the
-    other tensors are copied. Starts as an exact copy of `model`'s weights."""
+    other tensors are copied. Starts as an exact copy of `model`'s weights. With `warmup`, the
+    `update`-th update uses `warmed_decay`; the caller passes the update's number (the trainer
+    derives it from the iteration), so a resumed run needs no count of its own."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"WeightEMA: decay must be in [0, 1), got {decay}.")
         self.decay = float(decay)
+        self.warmup = bool(warmup)
         with torch.no_grad():
             self.tensors: dict[str, Tensor] = {k: t.detach().clone() for k, t in tracked_tensors(model)}
 
@@ -51,11 +61,13 @@ class WeightEMA:
         return [(k, self.tensors[k], live[k]) for k in self.tensors]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, number: int = 1) -> None:
+        """The `number`-th update (from 1; read only with `warmup`)."""
+        decay = warmed_decay(self.decay, number) if self.warmup else self.decay
         pairs = self._pairs(model)
         floats = [(e, w) for _, e, w in pairs if e.is_floating_point()]
         if floats:
-            torch._foreach_lerp_([e for e, _ in floats], [w.detach() for _, w in floats], 1.0 - self.decay)
+            torch._foreach_lerp_([e for e, _ in floats], [w.detach() for _, w in floats], 1.0 - decay)
         for _, e, w in pairs:
             if not e.is_floating_point():
                 e.copy_(w)

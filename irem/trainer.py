@@ -232,7 +232,7 @@ class Trainer:
         self.device = resolve_device(device)
         self.progress = s.progress
         self.lr, self.max_loss = float(s.lr), s.max_loss
-        self.ema_decay, self.ema_every = s.ema_decay, int(s.ema_every)
+        self.ema_decay, self.ema_every, self.ema_warmup = s.ema_decay, int(s.ema_every), bool(s.ema_warmup)
         self.ema: WeightEMA | None = None  # made from the weights the first iteration starts from
         # plain containers: a checkpoint holds nothing the safe loader (weights_only) refuses
         self.config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config or {}
@@ -312,7 +312,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema = None
         if self.ema_decay is not None and "ema" in state:
-            self.ema = WeightEMA(self.model, self.ema_decay)
+            self.ema = WeightEMA(self.model, self.ema_decay, self.ema_warmup)
             self.ema.load_state_dict(state["ema"])
         generators = state.get("rank_generators")
         if self.world_size > 1 or generators is not None:
@@ -383,7 +383,7 @@ class Trainer:
         self.optimizer.step()
         self.iteration += 1
         if self.ema is not None and self.iteration % self.ema_every == 0:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.iteration // self.ema_every)
         self.train_seconds += time.perf_counter() - t0
         self.last_loss = value
         return value, logs
@@ -424,7 +424,7 @@ class Trainer:
         if self.ema_decay is not None and self.ema is None:
             # from the weights training starts from (or, resuming a checkpoint kept without an
             # average, from the weights it resumes)
-            self.ema = WeightEMA(self.model, self.ema_decay)
+            self.ema = WeightEMA(self.model, self.ema_decay, self.ema_warmup)
         start = self.iteration
         summary_path = self.out_dir / "train_summary.json"
         writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration) if self.rank == 0 else None

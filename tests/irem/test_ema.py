@@ -111,7 +111,7 @@ def test_decay_zero_follows_the_weights_and_decay_one_is_refused() -> None:
 def test_the_trainer_averages_every_k_steps_from_the_starting_weights(out_dir: Path) -> None:
     """With ema_every=3 over 8 iterations the average takes the weights after steps 3 and 6, from
     the weights training started with: checked against the closed form of the recorded weights."""
-    trainer = tiny_trainer(out_dir, 8, ema_every=3, ema_decay=0.7)
+    trainer = tiny_trainer(out_dir, 8, ema_every=3, ema_decay=0.7, ema_warmup=False)
     start = float_state(trainer.model)
     after_step: list[dict[str, torch.Tensor]] = []
     trainer.optimizer.register_step_post_hook(lambda *_: after_step.append(float_state(trainer.model)))
@@ -257,3 +257,21 @@ def test_tracked_tensors_are_the_state_dict_tensors() -> None:
     )
     tensors = {k for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     assert {k for k, _ in tracked_tensors(model)} == tensors
+
+
+def test_warmup_ramps_the_decay_by_the_update_number(out_dir: Path) -> None:
+    """ema_pytorch's warm-up: update u uses min(decay, 1 - (1 + u)^(-2/3)); the trainer numbers the
+    updates from the iteration (iterations 3 and 6 are updates 1 and 2 with ema_every=3)."""
+    from irem.ema import warmed_decay
+
+    assert warmed_decay(0.995, 1) == pytest.approx(1 - 2 ** (-2 / 3))
+    assert warmed_decay(0.995, 10**6) == 0.995
+    trainer = tiny_trainer(out_dir, 8, ema_every=3, ema_decay=0.995)
+    start = float_state(trainer.model)
+    after_step: list[dict[str, torch.Tensor]] = []
+    trainer.optimizer.register_step_post_hook(lambda *_: after_step.append(float_state(trainer.model)))
+    trainer.fit()
+    d1, d2 = warmed_decay(0.995, 1), warmed_decay(0.995, 2)
+    for key, got in trainer.ema.state_dict().items():
+        expect = d2 * (d1 * start[key] + (1 - d1) * after_step[2][key]) + (1 - d2) * after_step[5][key]
+        torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-6, msg=key)

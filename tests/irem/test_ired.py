@@ -20,6 +20,7 @@ from irem.landscapes import LandscapeSchedule, LandscapeView, spread_budget
 from irem.objective import TrainingBatch
 from irem.objectives.ired import IREDObjective
 from irem.problem import AnswerConstraint, Problem
+from irem.solvers.annealed import AnnealedDescent
 from irem.solvers.gradient_descent import GradientDescent
 from irem.task import Task
 
@@ -208,3 +209,37 @@ def test_view_scales_the_answer_to_its_landscape() -> None:
     view = LandscapeView(oracle, schedule, 4)
     assert torch.allclose(view.energy(x, x), torch.zeros(3), atol=1e-6)  # the truth is the view's minimum
     assert bool((view.energy(x, x + 0.1) > 0).all())
+
+
+def test_sudoku_energy_takes_landscapes_and_the_objective_corrupts_boards() -> None:
+    """IRED on Sudoku: the conv energy conditioned per instance, negatives by corrupted cells, and the
+    givens kept at their (scaled) values in every noised board the energy sees."""
+    from irem.energies.sudoku_conv import SudokuConvEnergy
+    from irem.tasks.sudoku import Sudoku
+
+    torch.manual_seed(0)
+    task = Sudoku(relaxation="pm1", test_size=4, val_size=4)
+    energy = SudokuConvEnergy(width=8, depth=2, landscapes=10)
+    for film in energy.landscape.films:
+        torch.nn.init.normal_(film.weight, std=0.5)
+    problem = task.sample(6, torch.Generator().manual_seed(0))
+    seen: list[Tensor] = []
+    original = energy.energy
+
+    def spy(x, y, step=0):
+        seen.append(y.detach().clone())
+        return original(x, y, step)
+
+    energy.energy = spy
+    batch = TrainingBatch(problem=problem, y0=task.init_answer(problem, torch.Generator()), fresh=problem)
+    out = IREDObjective(contrast_weight=0.05, clamp=1.0).loss(
+        task, energy, AnnealedDescent(clamp=1.0), batch, torch.Generator().manual_seed(1)
+    )
+    assert math.isfinite(float(out.loss)) and out.loss.requires_grad
+    mask, values = problem.constraint.mask, problem.constraint.values
+    for y in seen[-2:]:  # positive and negative: givens at sqrt(abar_k) times their +-1 value
+        ratio = y[mask] / values[mask]
+        assert bool((ratio > 0).all()) and bool((ratio <= 1).all())
+    a = energy.energy(problem.x, seen[-1], torch.zeros(6, dtype=torch.long))
+    b = energy.energy(problem.x, seen[-1], torch.full((6,), 9))
+    assert not torch.allclose(a, b)
