@@ -106,3 +106,11 @@ def test_each_evaluation_budget_is_its_own_annealed_solve() -> None:
     alone = AnnealedDescent().solve(energy, problem.x, y0, budget=2)
     assert torch.equal(preds.answers["2"], alone.y)
     assert bool((preds.info["landscape"] == 0).all())
+
+
+def test_adaptive_halting_over_an_annealed_descent_points_to_its_own_tolerance() -> None:
+    from irem.solvers.adaptive import AdaptiveDescent
+
+    _, problem, y0 = problem_of(4)
+    with pytest.raises(TypeError, match="solver.grad_tol"):
+        AdaptiveDescent(AnnealedDescent()).solve(Oracle(), problem.x, y0)
