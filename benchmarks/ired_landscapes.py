@@ -5,7 +5,7 @@ than its negative (built as objective=ired builds it: the task's corruption, or 
 re-noised truth), on landscape k for every instance; and the error of the annealed descent's answer
 after each landscape (the solver's own budget spread over the landscapes, smoothest first), on the
 test and harder splits. The claim to check: every landscape ranks the truth first, and the error
-falls from one landscape to the next.
+falls from one landscape to the next (`falls` counts the landscapes after which it improved).
 
 The trained model comes from --run-dir (an irem-train run of an ired_* preset); without one the
 script prints the command that trains it and exits 2.
@@ -59,8 +59,8 @@ def ranking(task, model, problem, objective: IREDObjective, seed: int) -> list[f
     return out
 
 
-def error_by_landscape(task, model, problem, seed: int) -> list[float]:
-    """The task's error after each landscape of one annealed solve (smoothest first)."""
+def error_by_landscape(task, model, problem, seed: int, metric: str) -> list[float]:
+    """The task's `metric` after each landscape of one annealed solve (smoothest first)."""
     solver, K = model.solver, landscapes_of(model.energy)
     shares = spread_budget(solver.max_steps, K)
     ends, done = [], 0
@@ -71,7 +71,6 @@ def error_by_landscape(task, model, problem, seed: int) -> list[float]:
     result = solver.solve(
         model.energy, problem.x, y0, segment=problem.segment, constraint=problem.constraint, snapshots=ends
     )
-    metric = task.error_metric
     return [float(task.metrics(problem, result.snapshots[e])[metric].mean()) for e in ends]
 
 
@@ -80,6 +79,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--n", type=int, default=500, help="held-out instances per split")
     parser.add_argument("--plot", type=Path, default=None, help="where to write the PNG")
+    parser.add_argument("--metric", default=None, help="a metric of the task (default: its error_metric)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -96,11 +96,12 @@ def main() -> None:
     K = landscapes_of(model.energy)
     if K == 0 or not getattr(model.solver, "landscape_solver", False):
         raise SystemExit(f"{args.run_dir} holds no IRED model (its energy has no landscapes); train an ired_* preset.")
+    metric = args.metric or task.error_metric
     objective = IREDObjective(**{k: v for k, v in cfg.objective.items() if k != "_target_"})
     rows = {}
     for split in ("test", "harder"):
         problem = task.split(split).select(torch.arange(min(args.n, task.split(split).num_instances)))
-        rows[split] = error_by_landscape(task, model, problem, args.seed)
+        rows[split] = error_by_landscape(task, model, problem, args.seed, metric)
     ranked = ranking(
         task, model, task.split("test").select(torch.arange(min(args.n, task.test_size))), objective, args.seed
     )
@@ -108,9 +109,10 @@ def main() -> None:
     print(f"{args.run_dir}: task {task.name}, {K} landscapes, solver budget {model.solver.max_steps} steps")
     print("landscape (smoothest first) " + " ".join(f"{k:>7d}" for k in reversed(range(K))))
     for split, errors in rows.items():
-        print(f"{task.error_metric} after it, {split:6s} " + " ".join(f"{e:7.4f}" for e in errors))
+        print(f"{metric} after it, {split:6s} " + " ".join(f"{e:7.4f}" for e in errors))
     print("truth ranked first (test)    " + " ".join(f"{ranked[k]:7.3f}" for k in reversed(range(K))))
-    falls = {s: sum(b < a for a, b in zip(e, e[1:], strict=False)) for s, e in rows.items()}
+    better = (lambda a, b: b > a) if metric in task.higher_is_better else (lambda a, b: b < a)
+    falls = {s: sum(better(a, b) for a, b in zip(e, e[1:], strict=False)) for s, e in rows.items()}
     if args.plot is not None:
         fig = Figure(figsize=(9, 3.6))
         FigureCanvasAgg(fig)
@@ -120,8 +122,9 @@ def main() -> None:
             left.plot(range(K), errors, marker="o", label=split)
         left.set_xticks(range(K), [str(k) for k in order])
         left.set_xlabel("landscape reached (smoothest first)")
-        left.set_ylabel(f"{task.error_metric} of the answer")
-        left.set_yscale("log")
+        left.set_ylabel(f"{metric} of the answer")
+        if metric not in task.higher_is_better and all(e > 0 for r in rows.values() for e in r):
+            left.set_yscale("log")
         left.legend()
         right.bar(range(K), [ranked[k] for k in order], color="tab:green")
         right.axhline(0.5, color="0.5", linestyle=":")

@@ -235,7 +235,7 @@ def test_sudoku_energy_takes_landscapes_and_the_objective_corrupts_boards() -> N
     out = IREDObjective(contrast_weight=0.05, clamp=1.0).loss(
         task, energy, AnnealedDescent(clamp=1.0), batch, torch.Generator().manual_seed(1)
     )
-    assert math.isfinite(float(out.loss)) and out.loss.requires_grad
+    assert math.isfinite(float(out.loss.detach())) and out.loss.requires_grad
     mask, values = problem.constraint.mask, problem.constraint.values
     for y in seen[-2:]:  # positive and negative: givens at sqrt(abar_k) times their +-1 value
         ratio = y[mask] / values[mask]
