@@ -6,6 +6,10 @@ of two `kernel` x `kernel` convolutions follow, and a last convolution writes 9 
 energy is the squared norm of that output per puzzle (IRED, Du et al. 2024: conv 18 -> 384, 6
 residual blocks, conv -> 9); a squared norm is bounded below by zero, which the descent can reach.
 The defaults are smaller than IRED's (width 64, 4 blocks, 3x3) so a CPU trains it in minutes.
+
+`landscapes` > 0 makes it IRED's family of annealed landscapes (irem/landscapes.py): `step` is then
+the landscape index, embedded into a gain and a bias on each block's second convolution, where
+IRED's residual blocks take theirs. Off by default, so IREM checkpoints are unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
+from irem.landscapes import LandscapeEmbedding
 from irem.networks.sudoku import CELLS, DIGITS, check_board_tensor
 
 
@@ -26,13 +31,19 @@ class Residual(nn.Module):
         self.conv2 = nn.Conv2d(width, width, kernel, padding=kernel // 2)
         self.act = nn.SiLU()
 
-    def forward(self, h: Tensor) -> Tensor:
-        return h + self.conv2(self.act(self.conv1(self.act(h))))
+    def forward(self, h: Tensor, film: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        out = self.conv2(self.act(self.conv1(self.act(h))))
+        if film is not None:
+            gain, bias = film
+            out = out * (1 + gain[:, :, None, None]) + bias[:, :, None, None]
+        return h + out
 
 
 class SudokuConvEnergy(EnergyFunction):
-    def __init__(self, width: int = 64, depth: int = 4, kernel: int = 3) -> None:
+    def __init__(self, width: int = 64, depth: int = 4, kernel: int = 3, landscapes: int = 0) -> None:
         super().__init__()
+        if isinstance(landscapes, bool) or not isinstance(landscapes, int) or landscapes < 0:
+            raise ValueError(f"SudokuConvEnergy: landscapes must be a whole number >= 0, got {landscapes!r}.")
         for key, value in (("width", width), ("depth", depth), ("kernel", kernel)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SudokuConvEnergy: {key} must be an integer >= 1, got {value!r}.")
@@ -41,6 +52,9 @@ class SudokuConvEnergy(EnergyFunction):
         self.stem = nn.Conv2d(2 * DIGITS, width, kernel, padding=kernel // 2)
         self.blocks = nn.Sequential(*(Residual(width, kernel) for _ in range(depth)))
         self.head = nn.Conv2d(width, DIGITS, 1)
+        self.landscapes = int(landscapes)
+        if self.landscapes:
+            self.landscape = LandscapeEmbedding(self.landscapes, [width] * depth)
 
     @staticmethod
     def image(t: Tensor) -> Tensor:
@@ -53,5 +67,10 @@ class SudokuConvEnergy(EnergyFunction):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"SudokuConvEnergy: {x.shape[0]} puzzles in x but {y.shape[0]} candidates in y.")
         h = self.stem(torch.cat([self.image(x.float()), self.image(y)], dim=1))
-        out = self.head(self.blocks(h))
+        if self.landscapes:
+            for block, film in zip(self.blocks, self.landscape(step, h.shape[0], h.device), strict=True):
+                h = block(h, film)
+        else:
+            h = self.blocks(h)
+        out = self.head(h)
         return (out**2).flatten(1).sum(1) / CELLS

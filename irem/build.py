@@ -165,12 +165,14 @@ def build_model(cfg: DictConfig, task: Task) -> Predictor:
 
 def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[Path, DictConfig, Task, Predictor]:
     """A trained run as its checkpoint saved it: the file, the config it was trained with, its task
-    and its model (train mode, as built; callers that evaluate call .eval(), composition freezes it)."""
+    and its model (train mode, as built; callers that evaluate call .eval(), composition freezes it).
+    A run trained with an EMA of its weights (trainer.ema_decay) gives the averaged weights: those
+    are what it evaluates, here for irem-eval, irem-study and composition alike."""
     path = Path(checkpoint) if checkpoint else run_checkpoint(run_dir)
     state = load(path)
     check_finite_weights(state, path)  # a diverged run's NaN weights would evaluate to plausible-looking rows
     saved = upgrade_config(state["config"])
     task = build_task(saved.task)
     model = build_model(saved, task)
-    model.load_state_dict(state["model"])
+    model.load_state_dict({**state["model"], **state.get("ema", {})})
     return path, saved, task, model

@@ -123,9 +123,11 @@ def non_finite_tensors(obj: Any, prefix: str = "") -> list[str]:
 
 
 def check_finite_weights(state: dict[str, Any], path: str | Path) -> None:
-    """Refuse a checkpoint whose weights are not finite (written by a diverged run before irem
-    refused to save one): its predictions would be garbage that looks like numbers."""
+    """Refuse a checkpoint whose weights, or their moving average (EMA, what is evaluated when
+    present), are not finite (written by a diverged run before irem refused to save one): its
+    predictions would be garbage that looks like numbers."""
     bad = [k.rstrip(".") for k in non_finite_tensors(state.get("model", {}))]
+    bad += [k.rstrip(".") for k in non_finite_tensors(state.get("ema", {}), "ema.")]
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise CheckpointError(

@@ -125,8 +125,18 @@ def _same_run(saved: dict, current: dict) -> list[str]:
         """A key the checkpoint predates (an option added to the code since), at its default: the
         run it describes is the one the checkpoint continues."""
         parent, _, name = key.rpartition(".")
+        if key in a:
+            return False
+        if parent == "trainer":  # a typed section: its defaults are TrainerConfig's fields
+            from dataclasses import MISSING as NO_DEFAULT
+            from dataclasses import fields
+
+            from irem.config import TrainerConfig
+
+            default = {f.name: f.default for f in fields(TrainerConfig)}.get(name, NO_DEFAULT)
+            return default is not NO_DEFAULT and default == b[key]
         target = b.get(f"{parent}._target_" if parent else "_target_")
-        if key in a or not isinstance(target, str):
+        if not isinstance(target, str):
             return False
         try:
             return constructor_default(target, name) == b[key]
@@ -198,6 +208,7 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     summary = trainer.fit(resume=cfg.resume)
     loss = "unknown" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
     print(f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {loss}")
+    trainer.use_ema_weights()  # evaluated as load_run gives the run to irem-eval: its EMA, if it has one
     return task, model, trainer
 
 
@@ -359,6 +370,8 @@ def precheck(
     except Exception:
         composed = None
     grouped = [o for o in overrides if (Path(CONFIG_DIR) / o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]).is_dir()]
+    if composed is not None:  # a group the config chooses (experiment=...) composed: only an added one is suspect
+        grouped = [o for o in grouped if o.startswith("+")]
     if composed is None or grouped:  # +task.size=10 composes on irem-eval, and would be ignored
         try:
             with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -124,6 +124,13 @@ class TrainerConfig:
     # stop, keeping the last checkpoint, once the training loss exceeds this: a run that explodes
     # (e.g. solver.step_size=1e12 trained on to a loss of 2.9e18) rather than learns; null: no bound
     max_loss: float | None = 1e6
+    # an exponential moving average of the weights, evaluated in their place (IRED: 0.995, every
+    # 10 optimizer steps); null: none, the trained weights are evaluated
+    ema_decay: float | None = None
+    ema_every: int = 1  # update the average every this many optimizer steps
+    # ema_pytorch's warm-up: the u-th update uses min(ema_decay, 1 - (1 + u)^(-2/3)), so a short run's
+    # average is not held back by its random initial weights; false: ema_decay from the first update
+    ema_warmup: bool = True
 
     def __post_init__(self) -> None:
         """Every range at construction: the commands build one from the composed `trainer:` section
@@ -145,6 +152,11 @@ class TrainerConfig:
                 "val_every": (lambda v: _whole(v) and v >= 0, "a whole number of iterations >= 0 (0: no validation)"),
                 "time_limit": (lambda v: v is None or (_finite(v) and v >= 0), "null (no limit) or seconds >= 0"),
                 "max_loss": (lambda v: v is None or (_finite(v) and v > 0), "null (no bound) or a number > 0"),
+                "ema_decay": (
+                    lambda v: v is None or (_finite(v) and 0 <= v < 1),
+                    "null (no EMA) or a number in [0, 1)",
+                ),
+                "ema_every": (lambda v: _whole(v) and v >= 1, "a whole number of optimizer steps >= 1"),
             },
         )
 

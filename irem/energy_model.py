@@ -15,12 +15,22 @@ from torch import Tensor
 
 from irem.config import SettingError
 from irem.energy import EnergyFunction
+from irem.landscapes import landscapes_of
 from irem.objective import Objective, TrainingBatch
 from irem.predictor import Predictions, Predictor
-from irem.problem import Problem
+from irem.problem import Problem, SolveResult
 from irem.replay import ReplayBuffer
 from irem.solver import Solver
 from irem.task import Task
+
+
+def _descends_landscapes(solver: Solver) -> bool:
+    """Whether `solver`, or the solver it wraps, walks an energy's landscapes (solvers/annealed.py)."""
+    while solver is not None:
+        if getattr(solver, "landscape_solver", False):
+            return True
+        solver = getattr(solver, "descent", None)
+    return False
 
 
 class EnergyModel(Predictor):
@@ -51,6 +61,12 @@ class EnergyModel(Predictor):
                 f"solver.max_steps={steps} is out of range: the energy model trains through a descent of "
                 "solver.max_steps steps, so it must be a whole number >= 1 (0 leaves nothing to differentiate); "
                 "e.g. solver.max_steps=10. Budgets at inference are eval.budgets, where 0 (the start) is allowed."
+            )
+        if landscapes_of(energy) and not _descends_landscapes(solver):
+            raise SettingError(
+                f"energy.landscapes={landscapes_of(energy)} makes the energy a family of landscapes whose step "
+                f"argument is a landscape index, but solver {type(solver).__name__} passes its step numbers there; "
+                "use solver=annealed (IRED), or energy.landscapes=0."
             )
         if not isinstance(objective, Objective):
             raise TypeError(f"EnergyModel: objective must be an irem Objective, got {type(objective).__name__}.")
@@ -136,21 +152,30 @@ class EnergyModel(Predictor):
         def verify(index: Tensor, y: Tensor) -> Tensor:  # the task's check of answers for instances `index`
             return task.check(problem.select(index), y)
 
-        result = self.solver.solve(
-            self.energy,
-            problem.x,
-            y0,
-            budget=max(budgets),
-            segment=problem.segment,
-            constraint=problem.constraint,
-            snapshots=budgets,
-            generator=generator,
-            init=init,
-            verify=verify,
-        )
-        answers = {str(b): result.snapshots[b] for b in budgets}
+        def solve(budget: int, snapshots: list[int]) -> SolveResult:
+            return self.solver.solve(
+                self.energy,
+                problem.x,
+                y0,
+                budget=budget,
+                segment=problem.segment,
+                constraint=problem.constraint,
+                snapshots=snapshots,
+                generator=generator,
+                init=init,
+                verify=verify,
+            )
+
+        result = solve(max(budgets), budgets if self.solver.snapshots_match_budgets else [max(budgets)])
+        answers = {str(b): result.snapshots[b] for b in result.snapshots}
+        for b in budgets:  # a solver whose shorter budgets take another path solves each one on its own
+            if str(b) not in answers:
+                answers[str(b)] = solve(b, [b]).snapshots[b]
+        answers = {str(b): answers[str(b)] for b in budgets}
         answers["best"] = result.best_y
         info = {"steps": result.steps, "status": result.status, "best_step": result.best_step, **result.summary()}
         if result.evaluations is not None:
             info["evaluations"] = result.evaluations
+        if result.landscape is not None:
+            info["landscape"] = result.landscape
         return Predictions(answers=answers, info=info)

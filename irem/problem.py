@@ -428,6 +428,8 @@ class SolveResult:
     # energy evaluations (each with its gradient) the answer cost per instance: the start's and one
     # per step, over every start and restart; compute compared across solvers in these units
     evaluations: Tensor | None = None
+    # annealed descent (solvers/annealed.py): the landscape each instance ended on (0: the sharpest)
+    landscape: Tensor | None = None
 
     @property
     def num_instances(self) -> int:

@@ -76,6 +76,8 @@ class Task(abc.ABC):
     """The metric of `metrics` a study reports as its headline."""
     higher_is_better: ClassVar[frozenset[str]] = frozenset()
     """The metrics of `metrics` where a larger value is better (accuracy, PSNR); the rest are errors."""
+    corrupt_fraction: ClassVar[float] = 0.05
+    """The share of positions `corrupt` gives a random class (IRED corrupts 5% of Sudoku cells)."""
 
     def __init__(
         self,
@@ -173,6 +175,22 @@ class Task(abc.ABC):
             return problem.target
         classes = self.answer_shape(problem)[-1]
         return scale * (torch.nn.functional.one_hot(problem.target.long(), classes).float() * 2 - 1)
+
+    def corrupt(self, problem: Problem, y: Tensor, generator: torch.Generator) -> Tensor | None:
+        """A wrong answer near `y` (the truth in the answer's layout, `target_answer`), the negative
+        of IRED's contrastive term (objectives/ired.py); None lets the objective make its own by
+        descending a heavily noised truth, which suits continuous answers. Categorical answers get
+        a random class at `corrupt_fraction` of the positions, as IRED corrupts Sudoku boards (the
+        objective re-applies fixed entries afterwards)."""
+        if self.answer_kind != "categorical":
+            return None
+        classes = y.shape[-1]
+        current = y.argmax(dim=-1)
+        hit = torch.rand(current.shape, generator=generator).to(y.device) < self.corrupt_fraction
+        random = torch.randint(0, classes, current.shape, generator=generator).to(y.device)
+        scale = y.abs().amax()
+        labels = torch.where(hit, random, current)
+        return scale * (torch.nn.functional.one_hot(labels, classes).to(y.dtype) * 2 - 1)
 
     def eval_batches(self, problem: Problem, batch_size: int) -> Iterator[Problem]:
         """Consecutive sub-batches of about `batch_size` instances, together every instance once,

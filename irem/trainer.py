@@ -9,6 +9,10 @@ Optimiser: Adam or AdamW, a linear warm-up and a constant or cosine learning rat
 the iteration count alone (no scheduler state to checkpoint, so resumption stays exact), with
 per-group base rates from `Predictor.param_groups` (an energy model's step size has its own).
 
+EMA: with `ema_decay` set, an exponential moving average of the weights (irem/ema.py) is updated
+every `ema_every` optimizer steps, checkpointed under "ema" and evaluated in place of the trained
+weights (validation here, irem.build.load_run for every command that loads a run).
+
 Scale-out: started under `torchrun` (WORLD_SIZE > 1) the trainer joins the process group (gloo on
 CPU, NCCL on GPUs) and wraps the model in DistributedDataParallel; nothing else changes. Each
 process draws its own batches of `batch_size` (the global batch is world size x batch_size) from
@@ -49,6 +53,7 @@ from irem.checkpoint import (
     save_atomic,
 )
 from irem.config import SettingError, TrainerConfig, unknown_key_message
+from irem.ema import WeightEMA
 from irem.evaluation import eval_generator
 from irem.predictor import Predictor
 from irem.task import Task
@@ -227,6 +232,8 @@ class Trainer:
         self.device = resolve_device(device)
         self.progress = s.progress
         self.lr, self.max_loss = float(s.lr), s.max_loss
+        self.ema_decay, self.ema_every, self.ema_warmup = s.ema_decay, int(s.ema_every), bool(s.ema_warmup)
+        self.ema: WeightEMA | None = None  # made from the weights the first iteration starts from
         # plain containers: a checkpoint holds nothing the safe loader (weights_only) refuses
         self.config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config or {}
         self.model.to(self.device)
@@ -263,6 +270,8 @@ class Trainer:
             "loss": self.last_loss,
             "config": self.config,
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if self.world_size > 1:  # a collective: every rank calls state() at the same iteration
             generators: list[Any] = [None] * self.world_size
             dist.all_gather_object(generators, self.generator.get_state())
@@ -283,7 +292,9 @@ class Trainer:
 
     def save(self) -> Path:
         state = self.state()
-        bad = non_finite_tensors({"model": state["model"], "optimizer": state["optimizer"]["state"]})
+        bad = non_finite_tensors(
+            {"model": state["model"], "optimizer": state["optimizer"]["state"], "ema": state.get("ema", {})}
+        )
         if bad:  # never write a diverged state over the last good one
             shown = ", ".join(k.rstrip(".") for k in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise self._diverged(f"the weights or optimizer state hold NaN or inf ({shown})")
@@ -299,6 +310,10 @@ class Trainer:
         check_finite_weights(state, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.ema = None
+        if self.ema_decay is not None and "ema" in state:
+            self.ema = WeightEMA(self.model, self.ema_decay, self.ema_warmup)
+            self.ema.load_state_dict(state["ema"])
         generators = state.get("rank_generators")
         if self.world_size > 1 or generators is not None:
             if generators is None or len(generators) != self.world_size:
@@ -326,13 +341,20 @@ class Trainer:
 
     def validate(self) -> float:
         """The task's headline metric (`Task.error_metric`) on the fixed `val` split (never the
-        test splits), averaged over instances."""
+        test splits), averaged over instances; of the EMA weights when there are any (those are
+        what is evaluated), with the trained weights put back exactly afterwards."""
         problem = self.task.split("val").to(self.device)
         g = eval_generator(self.seed, "val")
         self.model.eval()
         budget = self.model.default_budget
-        preds = self.model.predict(self.task, problem, [budget], g)
-        self.model.train()
+        try:
+            if self.ema is None:
+                preds = self.model.predict(self.task, problem, [budget], g)
+            else:
+                with self.ema.swapped_in(self.model):
+                    preds = self.model.predict(self.task, problem, [budget], g)
+        finally:
+            self.model.train()
         metrics = self.task.metrics(problem, preds.answers[str(budget)])
         return float(metrics[self.task.error_metric].mean())
 
@@ -359,10 +381,19 @@ class Trainer:
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
-        self.train_seconds += time.perf_counter() - t0
         self.iteration += 1
+        if self.ema is not None and self.iteration % self.ema_every == 0:
+            self.ema.update(self.model, self.iteration // self.ema_every)
+        self.train_seconds += time.perf_counter() - t0
         self.last_loss = value
         return value, logs
+
+    def use_ema_weights(self) -> None:
+        """Put the EMA weights into the model for good, for an evaluation after training (irem-train
+        and irem-study's own training evaluate this model, as load_run gives it from the checkpoint);
+        nothing without an EMA. The checkpoint keeps the trained weights."""
+        if self.ema is not None:
+            self.ema.copy_to(self.model)
 
     def _out_of_time(self) -> bool:
         """For comparisons at equal wall-clock: stop once `time_limit` seconds of training are spent."""
@@ -390,6 +421,10 @@ class Trainer:
     def _fit(self, resume: bool) -> dict[str, Any]:
         if resume and self.checkpoint_path.exists():
             self.restore(self.checkpoint_path)
+        if self.ema_decay is not None and self.ema is None:
+            # from the weights training starts from (or, resuming a checkpoint kept without an
+            # average, from the weights it resumes)
+            self.ema = WeightEMA(self.model, self.ema_decay, self.ema_warmup)
         start = self.iteration
         summary_path = self.out_dir / "train_summary.json"
         writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration) if self.rank == 0 else None

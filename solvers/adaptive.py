@@ -88,6 +88,12 @@ class AdaptiveDescent(WrapperSolver):
             raise TypeError(
                 f"AdaptiveDescent wraps descent solvers that take single steps (a StepSolver, e.g. "
                 f"GradientDescent); got {type(descent).__name__}."
+                + (
+                    " An annealed descent stops instances early on its last landscape itself: give it "
+                    "solver.grad_tol=<tolerance> instead."
+                    if getattr(descent, "landscape_solver", False)
+                    else ""
+                )
             )
         return descent
 

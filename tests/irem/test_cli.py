@@ -260,3 +260,10 @@ def test_the_command_line_imports_no_heavy_module_before_it_runs() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("preset", ["irem_inverse", "ired_inverse"])
+def test_precheck_lets_an_experiment_preset_through(preset):
+    """experiment= chooses a group of the train config (it has no `experiment` key of its own); the
+    check that refuses a group a command does not take must not refuse it."""
+    precheck("train", [f"experiment={preset}", "trainer.iterations=5"])  # raises SystemExit when refused

@@ -53,6 +53,9 @@ def test_every_solver_composes_and_builds(solver_name: str, compose_config) -> N
     cfg = compose_config("train", (f"solver={solver_name}",))
     solver = build_solver(cfg.solver)
     assert isinstance(solver, Solver)
+    if "landscapes" in cfg.solver:  # annealed: its budget is steps per landscape times landscapes
+        assert solver.max_steps == cfg.solver.landscapes * cfg.solver.steps_per_landscape
+        return
     assert solver.max_steps == cfg.solver.max_steps
     if "descent" in cfg.solver and cfg.solver.descent is None:  # a wrapper: takes the trained model's solver
         trained = build_solver(compose_config("train", ()).solver)

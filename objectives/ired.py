@@ -1,0 +1,160 @@
+"""IRED's training objective (objective=ired): denoise each landscape and rank the truth below a negative.
+
+IRED (Du, Mao, Tenenbaum, ICML 2024) trains a family of K energy landscapes (irem/landscapes.py)
+with no descent to differentiate through. Each example draws one landscape k and its truth is
+noised to that landscape's level, z = sqrt(abar_k) y* + sqrt(1 - abar_k) eps. The denoising term
+asks the energy's gradient at z to be the noise eps (as a diffusion model's noise prediction),
+so every landscape's gradient points back towards the truth from where that much noise puts it.
+The contrastive term is a cross-entropy over -[E(positive), E(negative)]: the positive is the
+noised truth, the negative the same noise on a wrong answer, either the task's corruption
+(`Task.corrupt`: a few wrong cells of a Sudoku) or a truth noised three times as much and moved
+by two accept-if-lower steps on its landscape, then clamped (continuous answers). Fixed entries
+are kept at their values throughout. The descent uses the shared step (solvers/step.py) on each
+instance's landscape, so the negative is where the inference solver would go.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from irem.energy import EnergyFunction
+from irem.landscapes import DEFAULT_CLAMP, LandscapeSchedule, LandscapeView, landscapes_of
+from irem.objective import Objective, ObjectiveResult, TrainingBatch
+from irem.problem import AnswerConstraint, Problem, per_instance_mean, per_row
+from irem.solver import Solver, SolveRequest
+from irem.solvers.annealed import clamped
+from irem.solvers.step import DescentStep
+from irem.task import Task
+
+
+def with_fixed(z: Tensor, constraint: AnswerConstraint | None, signal: Tensor) -> Tensor:
+    """`z` with the fixed entries at their values scaled to the landscape (noise-free, as IRED)."""
+    if constraint is None or constraint.mask is None:
+        return z
+    return torch.where(constraint.mask, signal * constraint.values.to(z.dtype), z)
+
+
+class IREDObjective(Objective):
+    """Denoising plus `contrast_weight` times the contrastive term (IRED: 0.5 continuous, 0.05 Sudoku).
+
+    `negative_noise`: how much more noise the descended negative starts from (IRED: 3);
+    `negative_steps`: its accept-if-lower steps (IRED: 2); `clamp`: the answers' range (IRED: 2
+    continuous, 1 for +-1 answers).
+    """
+
+    def __init__(
+        self,
+        contrast_weight: float = 0.5,
+        negative_noise: float = 3.0,
+        negative_steps: int = 2,
+        clamp: float | None = DEFAULT_CLAMP,
+    ) -> None:
+        if not (math.isfinite(contrast_weight) and contrast_weight >= 0):
+            raise ValueError(f"IREDObjective: contrast_weight must be a finite number >= 0, got {contrast_weight}.")
+        if not (math.isfinite(negative_noise) and negative_noise > 0):
+            raise ValueError(f"IREDObjective: negative_noise must be a finite number > 0, got {negative_noise}.")
+        if isinstance(negative_steps, bool) or not isinstance(negative_steps, int) or negative_steps < 0:
+            raise ValueError(f"IREDObjective: negative_steps must be a whole number >= 0, got {negative_steps!r}.")
+        if clamp is not None and not (math.isfinite(clamp) and clamp > 0):
+            raise ValueError(f"IREDObjective: clamp must be null (no clamp) or a number > 0, got {clamp}.")
+        self.contrast_weight = float(contrast_weight)
+        self.negative_noise = float(negative_noise)
+        self.negative_steps = int(negative_steps)
+        self.clamp = None if clamp is None else float(clamp)
+
+    def loss(
+        self, task: Task, energy: EnergyFunction, solver: Solver, batch: TrainingBatch, generator: torch.Generator
+    ) -> ObjectiveResult:
+        K = landscapes_of(energy)
+        if K == 0:
+            raise ValueError(
+                "objective=ired trains a family of landscapes, but the energy has none: build it with "
+                "energy.landscapes=10 (an energy whose step argument is a landscape index, e.g. energy=mlp)."
+            )
+        schedule = LandscapeSchedule(K)
+        problem = batch.fresh  # true pairs: replayed iterates play no part in IRED
+        y_star = task.target_answer(problem).float()
+        n, segment, device = problem.num_instances, problem.segment, y_star.device
+        k = torch.randint(0, K, (n,), generator=generator).to(device)
+        signal = per_row(schedule.signal(k), y_star, segment)
+        sigma = per_row(schedule.noise(k), y_star, segment)
+        with torch.enable_grad():
+            x = energy.prepare(problem.x)
+
+        denoise = self.denoising(energy, x, problem, y_star, k, signal, sigma, generator)
+        eps = torch.randn(y_star.shape, generator=generator).to(device)
+        positive = with_fixed(signal * y_star + sigma * eps, problem.constraint, signal)
+        negative = self.negative(task, energy, x, problem, y_star, k, schedule, eps, generator)
+        negative = with_fixed(signal * negative + sigma * eps, problem.constraint, signal)
+        e_pos, e_neg = energy.energy(x, positive, k), energy.energy(x, negative, k)
+        contrast = torch.nn.functional.softplus(e_pos - e_neg)  # cross-entropy over -[E+, E-], target E+
+        loss = denoise.mean() + self.contrast_weight * contrast.mean()
+        logs = {
+            "denoise": float(denoise.detach().mean()),
+            "contrast": float(contrast.detach().mean()),
+            "ranked": float((e_pos.detach() < e_neg.detach()).float().mean()),
+        }
+        return ObjectiveResult(loss=loss, result=None, logs=logs)
+
+    @staticmethod
+    def denoising(
+        energy: EnergyFunction,
+        x: object,
+        problem: Problem,
+        y_star: Tensor,
+        k: Tensor,
+        signal: Tensor,
+        sigma: Tensor,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """Per instance: mean over entries of (dE_k/dz at the noised truth z - the noise)^2; zero at
+        fixed entries, which carry no noise."""
+        eps = torch.randn(y_star.shape, generator=generator).to(y_star.device)
+        z = with_fixed(signal * y_star + sigma * eps, problem.constraint, signal).requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(energy.energy(x, z, k).sum(), z, create_graph=True)
+        error = (grad - eps) ** 2
+        if problem.constraint is not None and problem.constraint.mask is not None:
+            error = error.masked_fill(problem.constraint.mask, 0)
+        return per_instance_mean(error, problem.segment, problem.num_instances)
+
+    def negative(
+        self,
+        task: Task,
+        energy: EnergyFunction,
+        x: object,
+        problem: Problem,
+        y_star: Tensor,
+        k: Tensor,
+        schedule: LandscapeSchedule,
+        eps: Tensor,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """The wrong answer, in answer units: the task's corruption, or a heavily noised truth
+        descended on its own landscape and clamped."""
+        corrupted = task.corrupt(problem, y_star, generator)
+        if corrupted is not None:
+            return corrupted.detach().to(y_star.dtype)
+        segment = problem.segment
+        # z = sqrt(abar) y* + 3 sqrt(1 - abar) eps, in answer units z / sqrt(abar)
+        ratio = per_row(schedule.noise(k) / schedule.signal(k), y_star, segment)
+        start = y_star + self.negative_noise * ratio * eps
+        constraint = clamped(problem.constraint, self.clamp)
+        view = LandscapeView(energy, schedule, k, segment)
+        step = DescentStep(
+            log_step_size=torch.zeros((), device=y_star.device),
+            multiplier=lambda t, budget: 1.0,  # noqa: ARG005
+            accept_if_lower=True,
+            shrink=1.0,
+        )
+        x_fixed = x.detach() if isinstance(x, Tensor) else x
+        request = SolveRequest(segment=segment, constraint=constraint)
+        s = step.start(view, x_fixed, start.detach(), request, need_grad=self.negative_steps > 0, create_graph=False)
+        s.lr = schedule.answer_step(k).to(s.lr)  # each instance's step on its own landscape
+        for t in range(1, self.negative_steps + 1):
+            step.step(s, view, x_fixed, t, self.negative_steps, need_grad=t < self.negative_steps)
+        y = s.y.detach()
+        return y if self.clamp is None else y.clamp(-self.clamp, self.clamp)
