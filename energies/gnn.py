@@ -7,6 +7,10 @@ pool (max) reads each graph out and an MLP maps it to a scalar. With the default
 parameters (~83k in the paper). Width, depth, the message aggregation and the pooling are
 configurable.
 
+`landscapes` > 0 makes it a family of IRED's annealed landscapes (irem/landscapes.py): `step` is
+then the landscape index (one, or one per graph), embedded into a gain and a bias on the node
+features after every message-passing layer. Off by default, so IREM checkpoints are unchanged.
+
 The input edges' embedding depends on x alone, so `prepare` computes it (and validates the graph)
 once per descent; the solver hands it back at every step, as it does for MLPEnergy.
 """
@@ -21,6 +25,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GINEConv, global_add_pool, global_max_pool, global_mean_pool
 
 from irem.energy import EnergyFunction
+from irem.landscapes import LandscapeEmbedding
 from irem.networks.graph import AGGRS, check_choice, check_graph
 from irem.networks.mlp import make_activation
 
@@ -60,8 +65,11 @@ class GNNEnergy(EnergyFunction):
         aggr: str = "add",
         pool: str = "max",
         activation: str = "relu",
+        landscapes: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(landscapes, bool) or not isinstance(landscapes, int) or landscapes < 0:
+            raise ValueError(f"GNNEnergy: landscapes must be a whole number >= 0, got {landscapes!r}.")
         for key, value in (("edge_dim", edge_dim), ("y_dim", y_dim), ("width", width), ("depth", depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"GNNEnergy: {key} must be an integer >= 1, got {value!r}.")
@@ -79,6 +87,9 @@ class GNNEnergy(EnergyFunction):
         self.act = make_activation(activation)
         self.pool = POOLS[pool]
         self.readout = nn.Sequential(nn.Linear(hidden, hidden), make_activation(activation), nn.Linear(hidden, 1))
+        self.landscapes = int(landscapes)
+        if self.landscapes:
+            self.landscape = LandscapeEmbedding(self.landscapes, [hidden] * depth)
 
     def prepare(self, x: Any) -> PreparedGraph:
         """Validate the graph once and embed its input edge values (they do not change in a descent)."""
@@ -94,8 +105,12 @@ class GNNEnergy(EnergyFunction):
         h = graph.x.float() if getattr(graph, "x", None) is not None and graph.x.shape[-1:] == (1,) else None
         if h is None:
             h = e.new_ones(graph.num_nodes, 1)
+        films = self.landscape(step, x.num_graphs, h.device) if self.landscapes else None
         for i, conv in enumerate(self.convs):
             h = conv(h, graph.edge_index, e)
+            if films is not None:  # per graph, onto its nodes
+                gain, bias = films[i]
+                h = h * (1 + gain[x.batch]) + bias[x.batch]
             if i < len(self.convs) - 1:
                 h = self.act(h)
         pooled = self.pool(h, x.batch, x.num_graphs)

@@ -65,3 +65,23 @@ def test_flat_candidate_is_one_value_per_edge() -> None:
 def test_bad_arguments_name_the_choices(key: str, value) -> None:
     with pytest.raises(ValueError, match=key):
         GNNEnergy(**{key: value})
+
+
+def test_landscapes_condition_each_graph_and_the_annealed_descent_runs_on_edge_rows() -> None:
+    """A landscape per graph gives each graph the energy it has on that landscape alone, and the
+    annealed descent steps the answers of a mixed-size batch (rows mapped to graphs by segment)."""
+    from irem.solvers.annealed import AnnealedDescent
+
+    torch.manual_seed(0)
+    task = ShortestPath(test_size=4, val_size=4)
+    problem = task.sample(3, torch.Generator().manual_seed(0))
+    energy = GNNEnergy(width=8, depth=2, landscapes=10)
+    for film in energy.landscape.films:
+        torch.nn.init.normal_(film.weight, std=0.5)
+    y = task.init_answer(problem, torch.Generator().manual_seed(1))
+    mixed = energy.energy(problem.x, y, torch.tensor([0, 4, 9]))
+    for g, k in enumerate((0, 4, 9)):
+        assert torch.allclose(mixed[g], energy.energy(problem.x, y, k)[g], atol=1e-5)
+    assert not torch.allclose(energy.energy(problem.x, y, 0), energy.energy(problem.x, y, 9))
+    result = AnnealedDescent(steps_per_landscape=2).solve(energy, problem.x, y, segment=problem.segment)
+    assert result.y.shape == y.shape and result.steps.shape == (3,) and bool(torch.isfinite(result.y).all())
