@@ -209,7 +209,6 @@ class AnnealedDescent(Solver):
         for b in wanted:
             taken.setdefault(b, y)
         e = torch.where(status == int(Status.DIVERGED), torch.full_like(s.e, math.nan), s.e.detach())
-        best_energy = torch.where(torch.isinf(s.best_e), torch.full_like(s.best_e, math.nan), s.best_e)
         used = sum(1 for k, v in enumerate(shares) if v > 0 or k == 0)  # landscapes whose start was evaluated
         return SolveResult(
             y=y,
@@ -217,7 +216,7 @@ class AnnealedDescent(Solver):
             status=status,
             energy=e,
             best_y=s.handed_out_best_y(),
-            best_energy=best_energy,
+            best_energy=s.reported_best_energy(),
             best_step=s.best_step,
             energy_history=torch.stack(history) if history is not None else None,
             trajectory=trajectory,

@@ -230,14 +230,13 @@ class GradientDescent(StepSolver):
         final_energy = torch.where(
             s.status == int(Status.DIVERGED), torch.full_like(final_energy, math.nan), final_energy
         )
-        best_energy = torch.where(torch.isinf(s.best_e), torch.full_like(s.best_e, math.nan), s.best_e)
         return SolveResult(
             y=s.y,
             steps=s.steps,
             status=s.status,
             energy=final_energy.detach(),
             best_y=s.handed_out_best_y(),
-            best_energy=best_energy,
+            best_energy=s.reported_best_energy(),
             best_step=s.best_step,
             energy_history=torch.stack(history) if history is not None else None,
             trajectory=trajectory,

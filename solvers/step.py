@@ -107,6 +107,11 @@ class DescentState:
         self.active = self.active & ~which
         self.all_active = self.all_active and not bool(which.any())
 
+    def reported_best_energy(self) -> Tensor:
+        """The lowest energies as a result reports them: NaN (not inf) for an instance that never had
+        a finite one."""
+        return torch.where(torch.isinf(self.best_e), torch.full_like(self.best_e, math.nan), self.best_e)
+
     def handed_out_best_y(self) -> Tensor:
         """The best iterates as their own tensor, as a `where` would have made them."""
         return self.best_y.clone() if self.best_y_is_iterate else self.best_y
