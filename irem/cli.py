@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from irem.config import (
     CONFIG_DIR,
     SettingError,
+    TrainerConfig,
     constructor_default,
     register_schemas,
     to_container,
@@ -128,11 +131,6 @@ def _same_run(saved: dict, current: dict) -> list[str]:
         if key in a:
             return False
         if parent == "trainer":  # a typed section: its defaults are TrainerConfig's fields
-            from dataclasses import MISSING as NO_DEFAULT
-            from dataclasses import fields
-
-            from irem.config import TrainerConfig
-
             default = {f.name: f.default for f in fields(TrainerConfig)}.get(name, NO_DEFAULT)
             return default is not NO_DEFAULT and default == b[key]
         target = b.get(f"{parent}._target_" if parent else "_target_")

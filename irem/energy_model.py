@@ -167,11 +167,10 @@ class EnergyModel(Predictor):
             )
 
         result = solve(max(budgets), budgets if self.solver.snapshots_match_budgets else [max(budgets)])
-        answers = {str(b): result.snapshots[b] for b in result.snapshots}
-        for b in budgets:  # a solver whose shorter budgets take another path solves each one on its own
-            if str(b) not in answers:
-                answers[str(b)] = solve(b, [b]).snapshots[b]
-        answers = {str(b): answers[str(b)] for b in budgets}
+        # a solver whose shorter budgets take another path (an annealed one) solves each one on its own
+        answers = {
+            str(b): result.snapshots[b] if b in result.snapshots else solve(b, [b]).snapshots[b] for b in budgets
+        }
         answers["best"] = result.best_y
         info = {"steps": result.steps, "status": result.status, "best_step": result.best_step, **result.summary()}
         if result.evaluations is not None:

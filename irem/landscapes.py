@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ class LandscapeSchedule:
 
     `alpha_bar[k]` is the signal kept at landscape k (near 1 at k = 0, near 0 at k = K-1);
     `step_size[k]` is IRED's inner-loop step, beta_k / sqrt(1 - abar_k), on the scaled variable.
+    Each is computed once per schedule: the solver reads them at every energy evaluation.
     """
 
     landscapes: int = DEFAULT_LANDSCAPES
@@ -44,7 +46,7 @@ class LandscapeSchedule:
         if isinstance(self.landscapes, bool) or not isinstance(self.landscapes, int) or self.landscapes < 1:
             raise ValueError(f"LandscapeSchedule: landscapes must be a whole number >= 1, got {self.landscapes!r}.")
 
-    @property
+    @cached_property
     def betas(self) -> Tensor:
         k = self.landscapes
         x = torch.linspace(0, k, k + 1, dtype=torch.float64)
@@ -52,11 +54,11 @@ class LandscapeSchedule:
         f = f / f[0]
         return (1 - f[1:] / f[:-1]).clip(0, 0.999)
 
-    @property
+    @cached_property
     def alpha_bar(self) -> Tensor:
         return torch.cumprod(1 - self.betas, 0).float()
 
-    @property
+    @cached_property
     def step_size(self) -> Tensor:
         return (self.betas / torch.sqrt(1 - torch.cumprod(1 - self.betas, 0))).float()
 

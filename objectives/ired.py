@@ -25,8 +25,7 @@ from irem.landscapes import DEFAULT_CLAMP, LandscapeSchedule, LandscapeView, lan
 from irem.objective import Objective, ObjectiveResult, TrainingBatch
 from irem.problem import AnswerConstraint, Problem, per_instance_mean, per_row
 from irem.solver import Solver, SolveRequest
-from irem.solvers.annealed import clamped
-from irem.solvers.step import DescentStep
+from irem.solvers.annealed import clamped, landscape_step
 from irem.task import Task
 
 
@@ -144,12 +143,7 @@ class IREDObjective(Objective):
         start = y_star + self.negative_noise * ratio * eps
         constraint = clamped(problem.constraint, self.clamp)
         view = LandscapeView(energy, schedule, k, segment)
-        step = DescentStep(
-            log_step_size=torch.zeros((), device=y_star.device),
-            multiplier=lambda t, budget: 1.0,  # noqa: ARG005
-            accept_if_lower=True,
-            shrink=1.0,
-        )
+        step = landscape_step(torch.ones((), device=y_star.device), accept_if_lower=True)
         x_fixed = x.detach() if isinstance(x, Tensor) else x
         request = SolveRequest(segment=segment, constraint=constraint)
         s = step.start(view, x_fixed, start.detach(), request, need_grad=self.negative_steps > 0, create_graph=False)

@@ -57,6 +57,18 @@ def clamped(constraint: AnswerConstraint | None, bound: float | None) -> AnswerC
     return replace(base, project=project)
 
 
+def landscape_step(size: Tensor, accept_if_lower: bool, grad_tol: float | None = None) -> DescentStep:
+    """A step of `size` on one landscape, as IRED takes it: no schedule within the landscape, and a
+    rejected step not shrunk (the solver and objective=ired's negatives both step this way)."""
+    return DescentStep(
+        log_step_size=size.log(),
+        multiplier=lambda t, budget: 1.0,  # noqa: ARG005
+        accept_if_lower=accept_if_lower,
+        shrink=1.0,
+        grad_tol=grad_tol,
+    )
+
+
 class AnnealedDescent(Solver):
     """Descend landscapes K-1 .. 0 of a landscape-conditioned energy, `steps_per_landscape` each.
 
@@ -106,7 +118,7 @@ class AnnealedDescent(Solver):
         return False  # a budget is spread over the landscapes: b steps of a longer solve are another path
 
     @contextmanager
-    def _scaled(self, factor: float) -> Iterator[None]:
+    def scaled_step(self, factor: float) -> Iterator[None]:
         saved = self._factor
         self._factor = saved * float(factor)
         try:
@@ -114,18 +126,8 @@ class AnnealedDescent(Solver):
         finally:
             self._factor = saved
 
-    def scaled_step(self, factor: float):  # noqa: ANN201  (a context manager)
-        return self._scaled(factor)
-
-    def _step(self, size: Tensor | float, accept: bool, grad_tol: float | None = None) -> DescentStep:
-        size = torch.as_tensor(float(size) * self._factor)
-        return DescentStep(
-            log_step_size=size.log(),
-            multiplier=lambda t, budget: 1.0,  # noqa: ARG005
-            accept_if_lower=accept,
-            shrink=1.0,
-            grad_tol=grad_tol,
-        )
+    def _step(self, size: Tensor, accept: bool, grad_tol: float | None = None) -> DescentStep:
+        return landscape_step(torch.as_tensor(float(size) * self._factor), accept, grad_tol)
 
     def check_energy(self, energy: EnergyFunction) -> None:
         """Refuse an energy whose landscapes are not the ones this solver descends."""
