@@ -7,6 +7,12 @@ energy is the squared norm of that output per puzzle (IRED, Du et al. 2024: conv
 residual blocks, conv -> 9); a squared norm is bounded below by zero, which the descent can reach.
 The defaults are smaller than IRED's (width 64, 4 blocks, 3x3) so a CPU trains it in minutes.
 
+`softmax` reads the candidate through a softmax over each cell's digits. Unbounded logits fed
+straight in make the descent on E unstable: the net is close to linear in y at large scale, so a
+fixed step that overshoots once grows y geometrically and the cross-entropy with it. Read as
+probabilities, the candidate stays in the simplex whatever the logits do (the graph energy reads
+them the same way). Off for IRED's +-1 relaxation, whose answers are clamped to [-1, 1] instead.
+
 `landscapes` > 0 makes it IRED's family of annealed landscapes (irem/landscapes.py): `step` is then
 the landscape index, embedded into a gain and a bias on each block's second convolution, where
 IRED's residual blocks take theirs. Off by default, so IREM checkpoints are unchanged.
@@ -40,8 +46,12 @@ class Residual(nn.Module):
 
 
 class SudokuConvEnergy(EnergyFunction):
-    def __init__(self, width: int = 64, depth: int = 4, kernel: int = 3, landscapes: int = 0) -> None:
+    def __init__(
+        self, width: int = 64, depth: int = 4, kernel: int = 3, landscapes: int = 0, softmax: bool = False
+    ) -> None:
         super().__init__()
+        if not isinstance(softmax, bool):
+            raise ValueError(f"SudokuConvEnergy: softmax must be true or false, got {softmax!r}.")
         if isinstance(landscapes, bool) or not isinstance(landscapes, int) or landscapes < 0:
             raise ValueError(f"SudokuConvEnergy: landscapes must be a whole number >= 0, got {landscapes!r}.")
         for key, value in (("width", width), ("depth", depth), ("kernel", kernel)):
@@ -53,6 +63,7 @@ class SudokuConvEnergy(EnergyFunction):
         self.blocks = nn.Sequential(*(Residual(width, kernel) for _ in range(depth)))
         self.head = nn.Conv2d(width, DIGITS, 1)
         self.landscapes = int(landscapes)
+        self.softmax = softmax
         if self.landscapes:
             self.landscape = LandscapeEmbedding(self.landscapes, [width] * depth)
 
@@ -66,6 +77,8 @@ class SudokuConvEnergy(EnergyFunction):
         y = check_board_tensor("SudokuConvEnergy", y, "the candidate y")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"SudokuConvEnergy: {x.shape[0]} puzzles in x but {y.shape[0]} candidates in y.")
+        if self.softmax:
+            y = torch.softmax(y, dim=-1)
         h = self.stem(torch.cat([self.image(x.float()), self.image(y)], dim=1))
         if self.landscapes:
             for block, film in zip(self.blocks, self.landscape(step, h.shape[0], h.device), strict=True):
