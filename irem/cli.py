@@ -290,7 +290,7 @@ def _study(cfg: DictConfig) -> None:
     from irem.build import build_task, load_run
     from irem.solver_settings import set_solver_settings
     from irem.study_command import ignored_overrides, preflight, run, training_config
-    from irem.trainer import resolve_device
+    from irem.trainer import TrainingDiverged, resolve_device
 
     setup(cfg)
     out_dir = HydraConfig.get().runtime.output_dir
@@ -314,8 +314,8 @@ def _study(cfg: DictConfig) -> None:
         device = resolve_device(cfg.device)
         model.to(device)
         run(cfg, task, model, out_dir, CONFIG_DIR, device)
-    except SettingError as err:  # a solver or level the study cannot use: the message lists the valid ones
-        raise SystemExit(f"irem-study: {err}") from err
+    except (SettingError, TrainingDiverged) as err:  # a solver or level it cannot use; its own training exploding
+        raise SystemExit(f"irem-study: {err}") from None
 
 
 def _no_group_message(config_name: str, group: str, cfg: DictConfig) -> str:

@@ -459,3 +459,12 @@ def test_irem_study_of_a_feed_forward_run(tmp_path, compose_config) -> None:
     ]
     assert (out / "error_vs_steps.png").is_file() and (out / "error_vs_seconds.png").is_file()
     assert not (out / "steps_vs_difficulty.png").exists()  # nothing decided its own steps
+
+
+def test_a_study_whose_own_training_explodes_ends_with_the_trainers_message(tmp_path) -> None:
+    args = ["task.size=3", "energy.width=16", "trainer.iterations=3", "trainer.max_loss=1e-9", "plots=false"]
+    done = finish(start("irem-study", [*args, f"hydra.run.dir={tmp_path}/study"], tmp_path))
+    assert done.returncode != 0
+    assert "irem-study: Training stopped at iteration" in done.stderr
+    assert "exceeds trainer.max_loss=1e-09" in done.stderr
+    assert "Traceback" not in done.stderr
