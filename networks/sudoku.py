@@ -1,5 +1,5 @@
 """Network pieces for 9x9 Sudoku shared by its energies and baselines: the constraint graph of the
-81 cells, a check of the board tensors, and one round of message passing over that graph.
+81 cells, a check of the board tensors, and the messages of one round of message passing over that graph.
 
 Every cell is joined to the 20 cells sharing its row, column or box (its peers). The graph is the
 same for every puzzle, so it is a fixed 81 x 81 matrix and a round of message passing is a few
@@ -47,31 +47,19 @@ def check_board_tensor(owner: str, t: Tensor, what: str) -> Tensor:
 
 
 class PeerMessages(nn.Module):
-    """One round of message passing on the peer graph, with the cell's input re-injected.
+    """The messages of one round of message passing on the peer graph: for each cell i, the sum over
+    its 20 peers j of MLP([h_i, h_j]) (RRN, Palm et al. 2018), a message per edge that depends on
+    both ends. The first layer is split as W_a h_i + W_b h_j, so it is computed once per cell and
+    only the rest runs per edge."""
 
-    Each cell i gets a message m_i summed over its peers j and updates h_i <- h_i + MLP([h_i, m_i,
-    u_i]), with u_i the cell's own input. `pairwise` (RRN, Palm et al. 2018): m_i = sum_j
-    MLP([h_i, h_j]), a message per edge that depends on both ends (the first layer split as
-    W_a h_i + W_b h_j, so it is computed per cell). Otherwise m_i = sum_j MLP(h_j): the message
-    depends on the sender alone, so the sum is one product with the fixed 81 x 81 adjacency, about
-    five times faster on a CPU.
-    """
-
-    def __init__(self, width: int, input_width: int, pairwise: bool = False) -> None:
+    def __init__(self, width: int) -> None:
         super().__init__()
-        self.pairwise = bool(pairwise)
         self.register_buffer("edges", peer_edges(), persistent=False)
-        self.register_buffer("adjacency", peer_adjacency(), persistent=False)
-        self.to_message_i = nn.Linear(width, width) if pairwise else None
-        self.to_message_j = nn.Linear(width, width, bias=not pairwise)
+        self.to_message_i = nn.Linear(width, width)
+        self.to_message_j = nn.Linear(width, width, bias=False)
         self.message = nn.Sequential(nn.ReLU(), nn.Linear(width, width))
-        self.update = nn.Sequential(nn.Linear(2 * width + input_width, width), nn.ReLU(), nn.Linear(width, width))
 
-    def forward(self, h: Tensor, u: Tensor) -> Tensor:
-        if self.pairwise:
-            i, j = self.edges
-            pre = self.to_message_i(h)[:, i] + self.to_message_j(h)[:, j]  # [N, 1620, width]
-            m = h.new_zeros(h.shape).index_add_(1, i, self.message(pre))
-        else:
-            m = torch.matmul(self.adjacency, self.message(self.to_message_j(h)))
-        return h + self.update(torch.cat([h, m, u], dim=-1))
+    def forward(self, h: Tensor) -> Tensor:
+        i, j = self.edges
+        pre = self.to_message_i(h)[:, i] + self.to_message_j(h)[:, j]  # [N, 1620, width]
+        return h.new_zeros(h.shape).index_add_(1, i, self.message(pre))
