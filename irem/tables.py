@@ -29,6 +29,10 @@ def _number(value: float) -> str:
     return f"{value:>12.4g}" if math.isfinite(value) else f"{'-':>12}"
 
 
+def _row(values: tuple[float, ...], widths: list[int]) -> str:
+    return "".join(f"{_number(v).strip():>{w}}" for v, w in zip(values, widths, strict=True))
+
+
 def format_table(rows: list[dict[str, Any]], title: str = "", higher_is_better: Collection[str] = ()) -> str:
     """One block per metric: splits down, budgets across."""
     out = []
@@ -95,7 +99,8 @@ def format_study(study: Study) -> str:
         budget = next(iter(cell.values()))["budget"]
         head = f"{name} (max {budget} steps)"
         cols = ("level", "difficulty", "steps mean", "steps med", study.metric, "seconds")
-        lines = [f"{study.title}  {head:<24}" + "".join(f"{c:>12}" for c in cols)]
+        widths = [max(12, len(c) + 1) for c in cols]  # a long metric name keeps its column apart
+        lines = [f"{study.title}  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
         for lv in study.levels:
             if f"{name}_steps_mean" not in lv:
                 continue
@@ -108,11 +113,11 @@ def format_study(study: Study) -> str:
                 lv[f"{name}_error"],
                 seconds,
             )
-            lines.append(f"{pad}{lv['set']:<24}" + "".join(map(_number, values)))
+            lines.append(f"{pad}{lv['set']:<24}" + _row(values, widths))
         if "mixed" in cell:
             c = cell["mixed"]
             values = (math.nan, math.nan, c["steps_mean"], c["steps_median"], c["error"], c["seconds"])
-            lines.append(f"{pad}{'mixed (all)':<24}" + "".join(map(_number, values)))
+            lines.append(f"{pad}{'mixed (all)':<24}" + _row(values, widths))
         rho = study.correlations.get(name, {})
         lines.append(
             f"{pad}Spearman(steps, {study.difficulty_label}): "
