@@ -7,11 +7,11 @@ energy is the squared norm of that output per puzzle (IRED, Du et al. 2024: conv
 residual blocks, conv -> 9); a squared norm is bounded below by zero, which the descent can reach.
 The defaults are smaller than IRED's (width 64, 4 blocks, 3x3) so a CPU trains it in minutes.
 
-`softmax` reads the candidate through a softmax over each cell's digits. Unbounded logits fed
-straight in make the descent on E unstable: the net is close to linear in y at large scale, so a
-fixed step that overshoots once grows y geometrically and the cross-entropy with it. Read as
-probabilities, the candidate stays in the simplex whatever the logits do (the graph energy reads
-them the same way). Off for IRED's +-1 relaxation, whose answers are clamped to [-1, 1] instead.
+`softmax` reads the candidate through a softmax over each cell's digits. Nothing bounds raw logits,
+and under IREM's objective the descent pushed them, and the cross-entropy with them, without limit
+within a few dozen iterations; read as probabilities, the candidate stays in the simplex whatever
+the logits do (the graph energy reads them the same way). Off for IRED's +-1 relaxation, whose
+answers are clamped to [-1, 1] instead.
 
 `landscapes` > 0 makes it IRED's family of annealed landscapes (irem/landscapes.py): `step` is then
 the landscape index, embedded into a gain and a bias on each block's second convolution, where

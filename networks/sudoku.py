@@ -1,9 +1,10 @@
 """Network pieces for 9x9 Sudoku shared by its energies and baselines: the constraint graph of the
-81 cells, a check of the board tensors, and the messages of one round of message passing over that graph.
+81 cells, a check of the board tensors, and the messages of one round of message passing (RRN).
 
 Every cell is joined to the 20 cells sharing its row, column or box (its peers). The graph is the
-same for every puzzle, so it is a fixed 81 x 81 matrix and a round of message passing is a few
-batched matrix products, which is faster on a CPU than a scatter over an edge list.
+same for every puzzle, so it is built once: as fixed 81 x 81 matrices where a sum over peers is a
+batched matrix product (the graph energy), and as the 1620 ordered peer pairs where a message
+depends on both of its ends (the RRN).
 """
 
 from __future__ import annotations
