@@ -24,13 +24,13 @@ def _order(label: str) -> tuple[int, int]:
     return (0, int(label)) if label.isdigit() else (1, 0)
 
 
-def _number(value: float) -> str:
+def _number(value: float, width: int = 12) -> str:
     """A table entry: 4 significant digits, or a dash where the row has no such number."""
-    return f"{value:>12.4g}" if math.isfinite(value) else f"{'-':>12}"
+    return f"{value:>{width}.4g}" if math.isfinite(value) else f"{'-':>{width}}"
 
 
 def _row(values: tuple[float, ...], widths: list[int]) -> str:
-    return "".join(f"{_number(v).strip():>{w}}" for v, w in zip(values, widths, strict=True))
+    return "".join(_number(v, w) for v, w in zip(values, widths, strict=True))
 
 
 def format_table(rows: list[dict[str, Any]], title: str = "", higher_is_better: Collection[str] = ()) -> str:
