@@ -196,8 +196,8 @@ def main() -> None:
         ),
     }
     search_acc = {}
-    for band in ("test", "harder"):
-        problem = first(task.split(band), args.instances)
+    searched = {band: first(task.split(band), args.instances) for band in ("test", "harder")}
+    for band, problem in searched.items():
         for label, solver in searches.items():
             model.solver = solver
             out = model.predict(task, problem, [top], eval_generator(args.seed, "search"))
@@ -207,7 +207,7 @@ def main() -> None:
             print(f"{band}, {label}: board accuracy {acc:.3f}, {evals:.0f} energy evaluations per puzzle")
     model.solver = trained
     best_of_n = f"best-of-{args.starts} by lowest energy (no check)"
-    harder = first(task.split("harder"), args.instances)
+    harder = searched["harder"]
 
     # a picture of a few harder boards
     y = model.predict(task, harder, [top], eval_generator(args.seed, "picture")).answers[str(top)]
