@@ -16,7 +16,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from irem.checkpoint import check_finite_weights, load, run_checkpoint
+from irem.checkpoint import check_finite_weights, load_or_point_back, run_checkpoint
 from irem.config import CONFIG_DIR, SettingError, check_node, required_keys, valid_keys
 from irem.energy import EnergyFunction, check_energy_fits
 from irem.energy_model import EnergyModel
@@ -169,7 +169,7 @@ def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple
     A run trained with an EMA of its weights (trainer.ema_decay) gives the averaged weights: those
     are what it evaluates, here for irem-eval, irem-study and composition alike."""
     path = Path(checkpoint) if checkpoint else run_checkpoint(run_dir)
-    state = load(path)
+    state = load_or_point_back(path)
     check_finite_weights(state, path)  # a diverged run's NaN weights would evaluate to plausible-looking rows
     saved = upgrade_config(state["config"])
     task = build_task(saved.task)

@@ -182,7 +182,7 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     """Build the run `cfg` describes and train it in `out_dir`, resuming a checkpoint of the same
     config (irem-train, and irem-study's own short training)."""
     from irem.build import build_model, build_task, upgrade_config
-    from irem.checkpoint import load, run_checkpoint
+    from irem.checkpoint import load_run_state, recover, run_checkpoint
     from irem.trainer import Trainer
 
     check_config(cfg)
@@ -192,8 +192,8 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
         check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.get("levels") or []))
     config = to_container(cfg)
     ckpt = run_checkpoint(out_dir)
-    if cfg.resume and ckpt.exists():
-        differ = _same_run(to_container(upgrade_config(load(ckpt)["config"])), config)
+    if cfg.resume and recover(ckpt) is not None:  # a corrupted last.pt falls back to previous.pt, with a note
+        differ = _same_run(to_container(upgrade_config(load_run_state(ckpt)["config"])), config)
         if differ:
             raise SystemExit(
                 f"{ckpt} was written by a different config (differs in: {', '.join(differ)}). "

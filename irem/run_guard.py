@@ -87,7 +87,7 @@ def check_eval_target(command: str, argv: list[str]) -> None:
     if ckpt.resolve().is_relative_to(run_dir.resolve()):
         return
     from irem.build import upgrade_config
-    from irem.checkpoint import load, run_checkpoint
+    from irem.checkpoint import load_run_state, run_checkpoint
     from irem.cli import _same_run
     from irem.config import to_container
 
@@ -99,7 +99,7 @@ def check_eval_target(command: str, argv: list[str]) -> None:
             f"checkpoint={ckpt} is outside run_dir={run_dir}, and {own} is missing, so nothing says the two "
             f"are one run; its results would be written into {run_dir}.{where}"
         )
-    mine, other = (to_container(upgrade_config(load(p)["config"])) for p in (own, ckpt))
+    mine, other = (to_container(upgrade_config(load_run_state(p)["config"])) for p in (own, ckpt))
     differ = [k for k in _same_run(other, mine) if k.split(".", 1)[0] in IDENTITY]
     if differ:
         raise SettingError(
@@ -118,7 +118,7 @@ def exit_status(err: BaseException) -> int:
 def holding_run_dir(out_dir: str | Path, command: str) -> Iterator[None]:
     """The run directory's lock for the block; a directory in use ends the command with the
     lock's message (which names the process holding it), not a traceback."""
-    from irem.checkpoint import run_lock
+    from irem.run_lock import run_lock
 
     lock = run_lock(out_dir)
     try:

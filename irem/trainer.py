@@ -47,15 +47,16 @@ from irem.checkpoint import (
     finite_or_none,
     load,
     non_finite_tensors,
+    recover,
     remove_stale_temps,
     run_checkpoint,
-    run_lock,
     save_atomic,
 )
 from irem.config import SettingError, TrainerConfig, unknown_key_message
 from irem.ema import WeightEMA
 from irem.evaluation import eval_generator
 from irem.predictor import Predictor
+from irem.run_lock import run_lock
 from irem.task import Task
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -299,11 +300,17 @@ class Trainer:
             shown = ", ".join(k.rstrip(".") for k in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise self._diverged(f"the weights or optimizer state hold NaN or inf ({shown})")
         if self.rank == 0:
-            save_atomic(state, self.checkpoint_path)
+            save_atomic(state, self.checkpoint_path, keep_previous=True)
         self.saved_iteration = self.iteration
         if self.world_size > 1:
             dist.barrier()  # no rank reads or resumes a checkpoint rank 0 is still writing
         return self.checkpoint_path
+
+    def _save_once(self) -> None:
+        """Checkpoint the loop's current iteration unless that iteration is saved already: a second
+        write of the same state would make previous.pt a copy of last.pt, not the checkpoint before."""
+        if self.saved_iteration != self.iteration or not self.checkpoint_path.exists():
+            self.save()
 
     def restore(self, path: str | Path) -> None:
         state = load(path)
@@ -416,6 +423,8 @@ class Trainer:
             return self._fit(resume)
         with run_lock(self.out_dir):
             remove_stale_temps(self.checkpoint_path)  # left by a write killed mid-way; safe under the lock
+            if resume:
+                recover(self.checkpoint_path)  # a corrupted last.pt falls back to previous.pt, with a note
             return self._fit(resume)
 
     def _fit(self, resume: bool) -> dict[str, Any]:
@@ -438,7 +447,7 @@ class Trainer:
                 while self.iteration < self.iterations:
                     out_of_time, stop = self._should_stop(interrupted["set"])
                     if stop:
-                        self.save()  # between iterations: the state of a whole number of them
+                        self._save_once()  # between iterations: the state of a whole number of them
                         raise TrainingInterrupted(
                             f"Interrupted at iteration {self.iteration}; checkpoint saved to {self.checkpoint_path}.",
                             interrupted["signum"] or signal.SIGINT,
@@ -465,7 +474,7 @@ class Trainer:
                     if self.iteration % self.checkpoint_every == 0:
                         self.save()
                 if self.iteration > start or not resume or not self.checkpoint_path.exists():
-                    self.save()  # still under deferred_interrupt: a Ctrl-C now does not abort the write
+                    self._save_once()  # still under deferred_interrupt: a Ctrl-C now does not abort the write
             except TrainingInterrupted as stop:
                 print(f"\n{stop}", flush=True)
                 raise

@@ -1,11 +1,9 @@
 """Issue 16, item 8 (the trainer's part): a stop by signal saves only at an iteration boundary,
 whatever more signals arrive (during the iteration or the save), and ends with that signal's exit
-status and no traceback; a full disk is one message naming the file and the space, with the
-previous checkpoint kept."""
+status and no traceback (a full disk: tests/reliability/test_disk_full.py)."""
 
 from __future__ import annotations
 
-import errno
 import signal
 import time
 from pathlib import Path
@@ -15,7 +13,7 @@ import torch
 from commands import finish, start
 from tiny_runs import TRAIN, same_tensors, tiny_trainer
 
-from irem.checkpoint import CheckpointError, load
+from irem.checkpoint import load
 from irem.trainer import Trainer, TrainingInterrupted
 
 
@@ -87,28 +85,6 @@ def test_a_signal_during_the_save_does_not_abort_it(out_dir: Path, monkeypatch) 
     assert stop.value.signum == signal.SIGTERM
     assert saves["n"] == 2  # at iteration 4, then the interrupt's own at 6, both written through
     assert load(trainer.checkpoint_path)["iteration"] == trainer.iteration == 6
-
-
-def test_disk_full_names_the_file_and_the_space_and_keeps_the_checkpoint(out_dir: Path, monkeypatch) -> None:
-    trainer = tiny_trainer(out_dir, 4, checkpoint_every=2)
-    real_save, saves = torch.save, {"n": 0}
-
-    def full_disk(obj, f, *args, **kwargs):
-        saves["n"] += 1
-        if saves["n"] == 2:
-            f.write(b"partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(CheckpointError) as err:
-        trainer.fit()
-    message = str(err.value)
-    assert f"checkpoint {trainer.checkpoint_path}" in message and "MiB" in message and "free" in message
-    assert f"the previous checkpoint {trainer.checkpoint_path} is kept" in message
-    assert err.value.__cause__ is None and err.value.__suppress_context__  # one message, no chained tracebacks
-    assert load(trainer.checkpoint_path)["iteration"] == 2
-    assert sorted(p.name for p in trainer.checkpoint_path.parent.iterdir()) == ["last.pt"]  # no temp left
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
