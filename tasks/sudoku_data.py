@@ -19,7 +19,6 @@ version is `GENERATOR_VERSION`, so a changed generator never reads an old set.
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import tempfile
 import warnings
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from irem.data_files import csv_rows, shown
 from irem.tasks.sudoku_boards import (
     CELLS,
     GENERATOR_VERSION,
@@ -47,6 +47,7 @@ from irem.tasks.sudoku_boards import (
 PUZZLE_COLUMNS = ("quizzes", "quiz", "puzzle", "puzzles", "question", "questions")
 SOLUTION_COLUMNS = ("solutions", "solution", "answer", "answers")
 CACHE_ENV = "IREM_CACHE"
+MIN_BOARD_LIKE = 17  # characters of digits from which a header-less file's field is read as a board
 CHUNK = 4096  # boards generated per batch: bounds the solver's memory and keeps a seed's boards fixed
 
 # The splits a Sudoku task uses: train and test in the SAT-Net band (31-42 givens there; 30-45 here),
@@ -61,6 +62,18 @@ _DIGIT_OF[ord(".")] = 0
 def _is_board(field: str) -> bool:
     field = field.strip()
     return len(field) == CELLS and all(ch in "0123456789." for ch in field)
+
+
+def _board_like(field: str) -> bool:
+    """Digits and dots only, long enough to be meant as a board (a malformed one included): how a
+    header-less file's board columns are told from an index or a rating column."""
+    field = field.strip()
+    return len(field) >= MIN_BOARD_LIKE and all(ch in "0123456789." for ch in field)
+
+
+def _is_header(row: list[str]) -> bool:
+    """A first row with any character a board row never holds (a letter) is a header."""
+    return any(ch not in "0123456789. \t" for field in row for ch in field)
 
 
 def _describe_clash(board: Tensor) -> str:
@@ -90,35 +103,41 @@ def _column(header: list[str], wanted: str | int | None, known: tuple[str, ...],
 def _read_rows(
     path: Path, puzzle_column: str | int | None, solution_column: str | int | None, max_rows: int | None
 ) -> tuple[list[int], list[str], list[str] | None]:
-    """(line numbers, puzzle strings, solution strings or None) of a CSV file."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        first = next((row for row in reader if row), None)
-        if first is None:
-            raise ValueError(f"{path}: the file holds no boards.")
-        boards_in_first = [i for i, field in enumerate(first) if _is_board(field)]
-        if boards_in_first:  # no header (RRN): columns by position
-            if isinstance(puzzle_column, str) or isinstance(solution_column, str):
-                raise ValueError(f"{path}: the file has no header, so columns are chosen by index, not by name.")
-            p_col = boards_in_first[0] if puzzle_column is None else puzzle_column
-            s_col = solution_column
-            if s_col is None and len(boards_in_first) > 1:
-                s_col = boards_in_first[1]
-            rows = [(reader.line_num, first)]
-        else:
-            p_col = _column(first, puzzle_column, PUZZLE_COLUMNS, path, "puzzle")
-            if p_col is None:
-                raise ValueError(
-                    f"{path}: no puzzle column in the header {first}; name it with puzzle_column= "
-                    f"(known names: {', '.join(PUZZLE_COLUMNS)})."
-                )
-            s_col = _column(first, solution_column, SOLUTION_COLUMNS, path, "solution")
-            rows = []
-        for row in reader:
-            if max_rows is not None and len(rows) >= max_rows:
-                break
-            if row:
-                rows.append((reader.line_num, row))
+    """(line numbers, puzzle strings, solution strings or None) of a CSV file.
+
+    The layout is decided by the first row's characters, never by whether its boards are well
+    formed: a header holds letters. Without a header (RRN: puzzle,solution) the puzzle is the first
+    field of digits at least `MIN_BOARD_LIKE` long and the field after it, when there is one, the
+    solution; every row is then checked, so a malformed first row is an error on line 1, not a shift
+    of the columns."""
+    rows_read = csv_rows(path, "Sudoku file")
+    first_line, first = next(rows_read, (0, None))
+    if first is None:
+        raise ValueError(f"{path}: the file holds no boards.")
+    if not _is_header(first):  # no header (RRN): columns by position
+        if isinstance(puzzle_column, str) or isinstance(solution_column, str):
+            raise ValueError(f"{path}: the file has no header, so columns are chosen by index, not by name.")
+        candidates = [i for i, field in enumerate(first) if _board_like(field)]
+        if puzzle_column is None and not candidates:
+            raise ValueError(f"{path}:{first_line}: no field is a board (81 digits, 0 or '.' for a blank): {first}.")
+        p_col = candidates[0] if puzzle_column is None else puzzle_column
+        s_col = solution_column
+        if s_col is None and puzzle_column is None and p_col + 1 < len(first):
+            s_col = p_col + 1
+        rows = [(first_line, first)]
+    else:
+        p_col = _column(first, puzzle_column, PUZZLE_COLUMNS, path, "puzzle")
+        if p_col is None:
+            raise ValueError(
+                f"{path}: no puzzle column in the header {first}; name it with puzzle_column= "
+                f"(known names: {', '.join(PUZZLE_COLUMNS)})."
+            )
+        s_col = _column(first, solution_column, SOLUTION_COLUMNS, path, "solution")
+        rows = []
+    for line, row in rows_read:
+        if max_rows is not None and len(rows) >= max_rows:
+            break
+        rows.append((line, row))
     if not rows:
         raise ValueError(f"{path}: the file has a header but no boards.")
     width = max(p_col, s_col if s_col is not None else -1) + 1
@@ -136,7 +155,9 @@ def _parse(texts: list[str], lines: list[int], path: Path, what: str, blanks: bo
     for i, text in enumerate(texts):
         if len(text) != CELLS:
             raise ValueError(f"{path}:{lines[i]}: {what} has {len(text)} characters; a board needs {CELLS}.")
-    codes = np.frombuffer("".join(texts).encode("latin-1", errors="replace"), dtype=np.uint8).reshape(-1, CELLS)
+    codes = np.frombuffer("".join(texts).encode("latin-1", errors="replace"), dtype=np.uint8).reshape(
+        -1, CELLS
+    )  # non-Latin-1: '?', refused below
     digits = _DIGIT_OF[codes]
     bad = digits < 0
     if not blanks:
@@ -145,7 +166,7 @@ def _parse(texts: list[str], lines: list[int], path: Path, what: str, blanks: bo
         i, c = np.argwhere(bad)[0]
         allowed = "digits 0-9 or '.' (a blank)" if blanks else "digits 1-9 (a solution has no blanks)"
         raise ValueError(
-            f"{path}:{lines[i]}: {what} has {texts[i][c]!r} at cell {c} (row {c // 9 + 1}, column {c % 9 + 1}); "
+            f"{path}:{lines[i]}: {what} has {shown(texts[i][c])} at cell {c} (row {c // 9 + 1}, column {c % 9 + 1}); "
             f"expected {allowed}."
         )
     return torch.from_numpy(digits.copy())
@@ -170,11 +191,12 @@ def load_csv(
 
     Columns are found by the header's names (quizzes/puzzle/question, solutions/solution/answer)
     or by position in a file without header; `puzzle_column` / `solution_column` name or index
-    them when the file differs. Without a solution column every puzzle is solved: one with no
-    solution is an error, and so is one with several, unless `allow_multiple` keeps the first
-    solution found (then `solutions` holds one of several). Every malformed board is a ValueError naming the file and line. `guesses` is
-    the solver's effort when the puzzles were solved or `measure_effort` asks for it, else -1.
-    `max_rows` reads only the first boards of a large file.
+    them when the file differs. Every puzzle is solved on load: one with no solution is an error,
+    and so is one with several (even when the file gives one of them), unless `allow_multiple` keeps
+    the file's solution or, without a solution column, the first one found. Every malformed board is
+    a ValueError naming the file and line; the file is read as UTF-8 (irem/data_files.py). `guesses`
+    is the solver's effort when the puzzles were searched, else -1. `max_rows` reads only the first
+    boards of a large file.
     """
     path = Path(path)
     if max_rows is not None and int(max_rows) < 1:
@@ -185,17 +207,7 @@ def load_csv(
     if clash.any():
         i, more = _first_failure(clash, lines)
         raise ValueError(f"{path}:{lines[i]}: the givens contradict each other: {_describe_clash(puzzles[i])}{more}.")
-    guesses = torch.full((len(lines),), -1, dtype=torch.long)
-    if solution_texts is None:
-        found = solve(puzzles, limit=2)
-        for verdict, problem in ((0, "has no solution"), (2, "has more than one solution")):
-            wrong = found.count == verdict
-            if wrong.any() and not (verdict == 2 and allow_multiple):
-                i, more = _first_failure(wrong, lines)
-                fix = "; pass allow_multiple=True to keep the first solution found" if verdict == 2 else ""
-                raise ValueError(f"{path}:{lines[i]}: the puzzle {problem}{more}{fix}.")
-        solutions, guesses = found.solution, found.guesses
-    else:
+    if solution_texts is not None:
         solutions = _parse(solution_texts, lines, path, "solution", blanks=False)
         invalid = ~is_valid_solution(solutions)
         if invalid.any():
@@ -211,8 +223,25 @@ def load_csv(
                 f"{path}:{lines[i]}: the solution disagrees with the givens at row {c // 9 + 1}, column {c % 9 + 1} "
                 f"(given {int(puzzles[i, c])}, solution {int(solutions[i, c])}){more}."
             )
-        if measure_effort:
-            guesses = solve(puzzles, limit=2).guesses
+    guesses = torch.full((len(lines),), -1, dtype=torch.long)
+    searched = solution_texts is None or measure_effort or not allow_multiple
+    if searched:  # a given solution may be one of several: the search says whether it is the only one
+        found = solve(puzzles, limit=2)
+        for verdict, problem in ((0, "has no solution"), (2, "has more than one solution")):
+            wrong = found.count == verdict
+            if wrong.any() and not (verdict == 2 and allow_multiple):
+                i, more = _first_failure(wrong, lines)
+                given = " (the file gives one of them, so cell and board accuracy would measure different things)"
+                fix = "; pass allow_multiple=True to keep the " + (
+                    "first one found" if solution_texts is None else "file's"
+                )
+                raise ValueError(
+                    f"{path}:{lines[i]}: the puzzle {problem}{given if verdict == 2 and solution_texts else ''}"
+                    f"{more}{fix if verdict == 2 else ''}."
+                )
+        guesses = found.guesses
+        if solution_texts is None:
+            solutions = found.solution
     return Boards(puzzles, solutions, (puzzles > 0).sum(1), guesses)
 
 

@@ -29,6 +29,7 @@ replaced by `ood` (present only with `ood_path`).
 
 from __future__ import annotations
 
+import codecs
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -128,7 +129,8 @@ BUILTIN_TEXTS = {"pydoc": default_corpus, "python-license": python_license, "pyt
 
 def read_bytes(spec: str, encoding: str | None = None) -> bytes:
     """The bytes the task trains on: a file's raw bytes (`encoding=None`), or its text decoded
-    strictly with `encoding` and re-encoded as UTF-8; a builtin text `builtin:<name>` as UTF-8.
+    strictly with `encoding` (a UTF-8 byte-order mark dropped) and re-encoded as UTF-8; a builtin
+    text `builtin:<name>` as UTF-8.
 
     Raw by default because the vocabulary is bytes: decoding with replacement (as this once did)
     turned each Latin-1 `é` into the three bytes EF BF BD and a binary file into mostly U+FFFD.
@@ -145,15 +147,17 @@ def read_bytes(spec: str, encoding: str | None = None) -> bytes:
     if encoding is None:
         return data
     try:
-        text = data.decode(encoding)
+        codec = codecs.lookup(encoding).name
+        text = data.decode("utf-8-sig" if codec == "utf-8" else encoding)  # a byte-order mark is not text
     except LookupError as err:
         raise ValueError(
             f"TextTask: unknown encoding '{encoding}' for {file}. Give a codec Python knows (utf-8, latin-1, "
             "cp1252, utf-16, ...), or encoding=null to train on the file's raw bytes."
         ) from err
     except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
         raise ValueError(
-            f"TextTask: {file} is not valid {encoding}: {err.reason} at byte offset {err.start} "
+            f"TextTask: {file} is not valid {encoding}: {err.reason} at byte offset {err.start}, line {line} "
             f"({data[err.start : err.end]!r}). Give the file's real encoding (e.g. encoding=latin-1), "
             "or encoding=null to train on its raw bytes."
         ) from err
