@@ -117,6 +117,7 @@ def build_objective(cfg: DictConfig) -> Objective:
 # Settings of IREM's objective that configs written before the objective group kept under `model`.
 _MOVED_TO_OBJECTIVE = ("step_supervision", "input_stationarity")
 IREM_OBJECTIVE = "irem.objectives.irem.IREMObjective"
+ANNEALED = "irem.solvers.annealed.AnnealedDescent"
 # Plug-in folders that configs written before the namespaced install named at the top level.
 _RENAMED_PACKAGES = ("tasks.", "energies.", "solvers.", "baselines.")
 
@@ -136,10 +137,14 @@ def _renamed_targets(node: Any) -> Any:
 
 def upgrade_config(cfg: DictConfig | dict) -> DictConfig:
     """A saved config as today's code reads it, so older runs keep loading and resuming: plug-ins
-    named by their old top-level packages get their irem.* names, and a run saved before the
-    objective group (trained with IREM's objective, whose settings it kept under `model`) gets it."""
+    named by their old top-level packages get their irem.* names, an annealed solver that repeated
+    its energy's landscape count reads it from the energy, and a run saved before the objective
+    group (trained with IREM's objective, whose settings it kept under `model`) gets it."""
     plain = OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     plain = _renamed_targets(plain)
+    solver, energy = plain.get("solver") or {}, plain.get("energy") or {}
+    if solver.get("_target_") == ANNEALED and solver.get("landscapes") == energy.get("landscapes"):
+        plain["solver"] = {**solver, "landscapes": None}  # the count now comes from the energy alone
     if plain.get("objective") is None and plain.get("baseline") is None and "energy" in plain:
         model = dict(plain.get("model") or {})
         moved = {k: model.pop(k) for k in _MOVED_TO_OBJECTIVE if k in model}

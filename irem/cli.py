@@ -42,6 +42,7 @@ from irem.config import (
     constructor_default,
     register_schemas,
     to_container,
+    typed_value_message,
     unknown_key_message,
     valid_keys,
 )
@@ -64,6 +65,7 @@ RESUMABLE = (
     "resume",
     "threads",
     "device",
+    "overwrite_dir",
 )
 
 
@@ -273,7 +275,7 @@ def _evaluate(cfg: DictConfig) -> None:
         if cfg.get("solver") is not None:
             if not hasattr(model, "solver"):
                 raise SettingError(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
-            model.solver = build_solver(cfg.solver).with_base(model.solver)
+            model.use_solver(build_solver(cfg.solver))
             label = HydraConfig.get().runtime.choices.get("solver")
         set_solver_settings(model, cfg.solver_settings, str(path))
         device = resolve_device(cfg.device)
@@ -389,40 +391,79 @@ def precheck(
             print(f"{COMMANDS.get(config_name, config_name)}: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         return
-    dotted = [
-        o for o in overrides if not o.startswith(("+", "~")) and "." in o.split("=", 1)[0] and not o.startswith("hydra")
-    ]
-    rest = [o for o in overrides if o not in dotted]
+    errors = _override_errors(config_name, overrides)
+    for message in errors:
+        print(message, file=sys.stderr)
+    if errors:
+        raise SystemExit(2)
+
+
+def _override_errors(config_name: str, overrides: list[str]) -> list[str]:
+    """Why each override that fails fails, every one of them (not only the first): composed with the
+    line's group choices alone, so one bad key does not hide, or take the blame for, another."""
+    from hydra import compose, initialize_config_dir
+
+    def is_choice(o: str) -> bool:  # task=..., experiment=..., solver@train_solver=...
+        key = o.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+        return "." not in key and (Path(CONFIG_DIR) / key).is_dir()
+
+    choices = [o for o in overrides if is_choice(o)]
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name, overrides=rest)
+            cfg = compose(config_name, overrides=choices)
     except Exception:
-        return  # a group choice or syntax error: Hydra's own message lists the options
-    for o in dotted:
-        path = o.split("=", 1)[0]
+        return []  # a group choice or syntax error: Hydra's own message lists the options
+    errors = []
+    for o in overrides:
+        if o in choices or o.startswith(("hydra", "~")):
+            continue
+        try:
+            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+                compose(config_name, overrides=[*choices, o])
+            continue
+        except Exception as err:  # noqa: BLE001  (Hydra's and OmegaConf's errors alike: explained below)
+            failure = err
+        path, _, value = o.lstrip("+").partition("=")
         group, _, key = path.rpartition(".")
-        node = OmegaConf.select(cfg, group)
+        node = OmegaConf.select(cfg, group) if group else cfg
         if node is None and (Path(CONFIG_DIR) / group).is_dir():  # e.g. solver.max_steps=40 with no solver chosen
-            choices = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-            print(
+            choices_of = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+            errors.append(
                 f"Error in override '{o}': no {group} is chosen in this config, so it has no key '{key}'. "
-                f"Choose one first ({group}=<name> {o}); valid choices: {', '.join(choices)}.",
-                file=sys.stderr,
+                f"Choose one first ({group}=<name> {o}); valid choices: {', '.join(choices_of)}."
             )
-            raise SystemExit(2)
-        if isinstance(node, DictConfig) and key not in node:
-            keys = (valid_keys(node) if "_target_" in node else None) or [
-                str(k) for k in node if not str(k).startswith("_")
-            ]
-            print(f"Error in override '{o}': {unknown_key_message(path, key, keys)}", file=sys.stderr)
-            raise SystemExit(2)
+        elif isinstance(node, DictConfig) and key in node and o.startswith("+") and not o.startswith("++"):
+            errors.append(
+                f"Error in override '{o}': {path} is in the config already, so it is set without the plus: "
+                f"{o.lstrip('+')}"
+            )
+        elif isinstance(node, DictConfig) and key not in node and not o.startswith("+"):
+            params = valid_keys(node) if "_target_" in node else None
+            if params is not None and key in params:  # a constructor setting the config file does not list
+                errors.append(
+                    f"Error in override '{o}': {path} is a setting of {node._target_}, but the {group} config does "
+                    f"not list it, so Hydra needs it added with a plus: +{o}"
+                )
+            else:
+                keys = params or [str(k) for k in node if not str(k).startswith("_")]
+                errors.append(f"Error in override '{o}': {unknown_key_message(path, key, keys)}")
+        else:
+            typed = typed_value_message(config_name, path, value)
+            first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+            errors.append(f"Error in override '{o}': {typed or first}")
+    return errors
 
 
 def train() -> None:
-    from irem.run_guard import exit_status, holding_run_dir, planned_output_dir
+    from irem.run_guard import check_train_target, composed, exit_status, holding_run_dir, planned_output_dir
 
     precheck("train", sys.argv[1:])
     out_dir = planned_output_dir("train", sys.argv[1:]) if int(os.environ.get("RANK", "0")) == 0 else None
+    if out_dir is not None:
+        try:
+            check_train_target(out_dir, bool((composed("train", sys.argv[1:]) or {}).get("overwrite_dir", False)))
+        except SettingError as err:
+            raise SystemExit(f"irem-train: {err}") from None
     try:
         if out_dir is None:
             _train()
@@ -434,18 +475,24 @@ def train() -> None:
 
 
 def evaluate() -> None:
-    from irem.run_guard import check_eval_target
+    from irem.run_guard import check_eval_target, claim_output_dir
 
     precheck("evaluate", sys.argv[1:])
     try:  # before Hydra creates <run_dir>/eval/<time>/
         check_eval_target("evaluate", sys.argv[1:])
     except SettingError as err:
         raise SystemExit(f"irem-eval: {err}") from None
+    claim_output_dir("evaluate", sys.argv)
     _evaluate()
 
 
 def study() -> None:
+    from irem.run_guard import claim_output_dir, composed
+
     precheck("study", sys.argv[1:])
+    cfg = composed("study", sys.argv[1:])
+    if cfg is not None and cfg.get("run_dir") is not None:  # a study of a run writes into <run_dir>/study/<time>
+        claim_output_dir("study", sys.argv)
     _study()
 
 

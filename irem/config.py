@@ -195,6 +195,11 @@ class EvalConfig:
                 "instances": (lambda v: v is None or (_whole(v) and v >= 1), "null (the task's test_size) or >= 1"),
             },
         )
+        bad = [v for v in self.levels if not _finite(v)]
+        if bad:
+            raise SettingError(
+                f"eval.levels holds {bad[0]!r}: a difficulty level must be a finite number, e.g. eval.levels=[1,0.2]."
+            )
         if not self.splits and not self.levels:
             raise SettingError(
                 "eval.splits and eval.levels are both empty, so there is nothing to evaluate; name a split "
@@ -217,6 +222,7 @@ class TrainConfig:
     threads: int | None = DEFAULT_THREADS
     resume: bool = True
     name: str = "run"
+    overwrite_dir: bool = False  # train into a folder that holds files no irem run wrote (refused otherwise)
 
 
 @dataclass
@@ -294,6 +300,61 @@ def study_dir(run_dir: Any, fresh: str, stamp: str) -> str:
     """Where irem-study writes: `fresh` when it trains its own model, else a timestamped folder
     inside the studied run (as irem-eval does), so a study never overwrites the run's config."""
     return fresh if _unset(run_dir) else f"{run_dir}/study/{stamp}"
+
+
+SCHEMAS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig, "study": StudyConfig}
+
+
+def _kind(hint: Any) -> str | None:
+    """A type hint in words, as a command line gives the value."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = _kind(args[0]) if len(args) == 1 else None
+        return None if inner is None else f"{inner}, or null"
+    if typing.get_origin(hint) is list:
+        item = {int: "whole numbers", float: "numbers", str: "names"}.get(args[0] if args else None)
+        return None if item is None else f"a list of {item} in brackets"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(hint)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_shown(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def typed_value_message(config_name: str, path: str, value: str) -> str | None:
+    """What a typed setting (irem's own schemas: trainer.*, eval.*, seed, ...) takes, when `value` is
+    not of its type, with an example: Hydra's own words are about OmegaConf's internals."""
+    import typing
+
+    schema: Any = SCHEMAS.get(config_name)
+    hint: Any = None
+    default: Any = NO_DEFAULT
+    for part in path.split("."):
+        if schema is None or not hasattr(schema, "__dataclass_fields__"):
+            return None
+        hints = typing.get_type_hints(schema)
+        found = {f.name: f for f in fields(schema)}.get(part)
+        if found is None:
+            return None
+        hint = hints[part]
+        default = found.default if found.default is not NO_DEFAULT else found.default_factory()  # type: ignore[misc]
+        schema = hint if hasattr(hint, "__dataclass_fields__") else None
+    kind = _kind(hint)
+    if kind is None:
+        return None
+    if isinstance(default, list) and not default:  # an empty default shows nothing of the form
+        default = {"whole": [1, 2], "numbers": [1, 0.2], "names": ["test", "harder"]}.get(kind.split()[3], default)
+    example = f"; e.g. {path}={_shown(default)}" if default is not NO_DEFAULT and default is not MISSING else ""
+    return f"{path} takes {kind}, not {value!r}{example}."
 
 
 def register_schemas() -> None:

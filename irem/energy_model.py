@@ -55,6 +55,10 @@ class EnergyModel(Predictor):
             raise ValueError(f"EnergyModel: replay_fraction must be in [0, 1), got {replay_fraction}.")
         if step_lr_multiplier <= 0:
             raise ValueError(f"EnergyModel: step_lr_multiplier must be positive, got {step_lr_multiplier}.")
+        if not isinstance(objective, Objective):
+            raise TypeError(f"EnergyModel: objective must be an irem Objective, got {type(objective).__name__}.")
+        objective.check_energy(energy)
+        solver = solver.for_energy(energy)
         steps = getattr(solver, "max_steps", None)
         if isinstance(steps, int) and steps < 1:  # before training, not as an autograd error at its first step
             raise SettingError(
@@ -65,11 +69,11 @@ class EnergyModel(Predictor):
         if landscapes_of(energy) and not _descends_landscapes(solver):
             raise SettingError(
                 f"energy.landscapes={landscapes_of(energy)} makes the energy a family of landscapes whose step "
-                f"argument is a landscape index, but solver {type(solver).__name__} passes its step numbers there; "
-                "use solver=annealed (IRED), or energy.landscapes=0."
+                f"argument is a landscape index, but solver {type(solver).__name__} passes its step numbers there. "
+                "IRED trains such an energy with objective=ired and descends it with solver=annealed "
+                f"(energy.landscapes={landscapes_of(energy)} objective=ired solver=annealed, as experiment=ired_inverse "
+                "sets them); or use energy.landscapes=0."
             )
-        if not isinstance(objective, Objective):
-            raise TypeError(f"EnergyModel: objective must be an irem Objective, got {type(objective).__name__}.")
         self.energy = energy
         self.solver = solver
         self.objective = objective
@@ -77,6 +81,12 @@ class EnergyModel(Predictor):
         self.replay_fraction = float(replay_fraction)
         self.step_lr_multiplier = float(step_lr_multiplier)
         self._warned_no_replay = False
+
+    def use_solver(self, solver: Solver) -> None:
+        """Descend with `solver` from now on (irem-eval solver=..., a study's solvers): a wrapper
+        configured without a descent wraps the trained one, keeping its step size, and the solver
+        takes what it reads from the energy."""
+        self.solver = solver.with_base(self.solver).for_energy(self.energy)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """The solver's parameters (a learnable step size) at `step_lr_multiplier` times the energy's

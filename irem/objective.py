@@ -49,6 +49,9 @@ class Objective(abc.ABC):
     """A training objective. Not a module: it holds settings, never weights, so a model's state
     (and its checkpoints) is the same whichever objective trained it."""
 
+    def check_energy(self, energy: EnergyFunction) -> None:  # noqa: B027  (an optional hook)
+        """Refuse, before any training, an energy this objective cannot train (with the fix)."""
+
     @abc.abstractmethod
     def loss(
         self, task: Task, energy: EnergyFunction, solver: Solver, batch: TrainingBatch, generator: torch.Generator

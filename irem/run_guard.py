@@ -5,7 +5,10 @@ runs, so a second irem-train in a busy directory, or an irem-eval of a directory
 exist, would already have written something by the time the function could refuse. The commands'
 entry points call these first: `planned_output_dir` says where Hydra is about to write,
 `check_eval_target` refuses a missing run or a checkpoint of another run (whose results would land
-in the wrong folder), and `exit_status` turns a stop by signal into that signal's exit status.
+in the wrong folder), `check_train_target` refuses a folder that holds files irem did not write,
+`fresh_output_dir` gives each evaluation, study and generation a folder of its own (two started in
+the same second no longer share one), and `exit_status` turns a stop by signal into that signal's
+exit status.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def planned_output_dir(config_name: str, argv: list[str]) -> Path | None:
         return None
 
 
-def _composed(config_name: str, argv: list[str]) -> Any:
+def composed(config_name: str, argv: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
 
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -67,10 +70,11 @@ def check_eval_target(command: str, argv: list[str]) -> None:
     `checkpoint` that is not of the run in `run_dir`. Such a checkpoint is refused rather than its
     results written elsewhere: the results of a run belong in that run's folder, and which folder
     that is only the user knows (a copied checkpoint has no run directory of its own)."""
-    cfg = _composed(command, argv)
+    cfg = composed(command, argv)
     if cfg is None or OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") is None:
         return
     run_dir = Path(str(cfg.run_dir))
+    check_not_a_loop(run_dir, "run_dir")
     if not run_dir.is_dir():
         runs = _runs_under(Path("outputs"))
         hint = f" Trained runs in outputs/: {', '.join(runs)}." if runs else ""
@@ -106,6 +110,79 @@ def check_eval_target(command: str, argv: list[str]) -> None:
             f"checkpoint={ckpt} is of another run than run_dir={run_dir} (they differ in: {', '.join(differ)}), "
             f"so its results would be written into the wrong run's folder.{where}"
         )
+
+
+# What irem-train, irem-eval, irem-study and irem-generate (and Hydra for them) write into a run
+# directory; anything else there is someone else's.
+RUN_ENTRIES = frozenset(
+    {".hydra", "checkpoints", "tb", "train.lock", "train_summary.json", "eval.json", "eval.csv", "eval", "study"}
+    | {"generate", "study.json", "study.csv", "instances.csv"}
+    | {"error_vs_steps.png", "steps_vs_difficulty.png", "error_vs_seconds.png"}
+)
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The entries of `folder` that no irem command writes (a job's `<name>.log` is Hydra's)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name not in RUN_ENTRIES and not p.name.endswith(".log"))
+
+
+def check_not_a_loop(path: Path, what: str) -> None:
+    """Refuse a folder whose path runs into a loop of symbolic links, naming it, before anything
+    tries to create or resolve it (which fails deep inside pathlib)."""
+    try:
+        (path / "probe").resolve(strict=False)  # a child: resolving it follows the link the path may be
+    except (RuntimeError, OSError):
+        raise SettingError(
+            f"{what}={path} cannot be used: its path runs into a loop of symbolic links. Point it at a real "
+            "folder, or remove the link."
+        ) from None
+
+
+def check_train_target(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to train into a folder that holds files irem did not write (hydra.run.dir pointed at a
+    folder of one's own): the run's config, logs and results would land among them, over any of the
+    same name. `overwrite_dir=true` says to go ahead."""
+    check_not_a_loop(out_dir, "hydra.run.dir")
+    foreign = foreign_entries(out_dir)
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise SettingError(
+            f"{out_dir} holds files that no irem run wrote ({shown}): a training writes .hydra/, checkpoints/, tb/ "
+            "and its results there, over any of the same names. Give an empty or new folder (hydra.run.dir=... or "
+            "name=...), or pass overwrite_dir=true to write into it anyway."
+        )
+
+
+def fresh_output_dir(planned: Path) -> Path:
+    """`planned` (<run_dir>/eval/<time>), or <time>-2, -3, ... when that exists: made here with one
+    atomic mkdir each, so two commands started in the same second never write into one folder."""
+    planned.parent.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while True:
+        folder = planned if k == 1 else planned.with_name(f"{planned.name}-{k}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            k += 1
+
+
+def hydra_path(path: Path) -> str:
+    """A path as a Hydra override value (quoted, so spaces, commas and '=' survive)."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def claim_output_dir(config_name: str, argv: list[str]) -> None:
+    """Give this command (irem-eval, irem-study of a run, irem-generate: <run_dir>/<what>/<time>) a
+    folder of its own before Hydra computes one from the clock: add `hydra.run.dir=<a fresh folder>`
+    to `argv` (in place), unless the command line names the folder itself or is not a single run."""
+    if any(a.startswith("hydra.run.dir=") for a in argv):
+        return
+    planned = planned_output_dir(config_name, argv)
+    if planned is not None and planned.parent.parent.is_dir():  # a missing run is the command's to report
+        argv.append(f"hydra.run.dir={hydra_path(fresh_output_dir(planned))}")
 
 
 def exit_status(err: BaseException) -> int:

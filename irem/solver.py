@@ -86,7 +86,7 @@ class Solver(nn.Module, abc.ABC):
             init=init,
             verify=verify,
         )
-        return self.run(energy, x, y0, budget, request)
+        return self.for_energy(energy).run(energy, x, y0, budget, request)
 
     @abc.abstractmethod
     def run(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> SolveResult:
@@ -106,6 +106,12 @@ class Solver(nn.Module, abc.ABC):
     def scaled_step(self, factor: float) -> AbstractContextManager[None]:
         """A context in which the step size is `factor` times what it is (best-of-N's restarts)."""
         raise TypeError(f"{type(self).__name__} has no step size to scale; give best_of_n restarts=0.")
+
+    def for_energy(self, energy: EnergyFunction) -> Solver:
+        """This solver, set up to descend `energy`: a setting the energy owns (the annealed solver's
+        landscape count) is read from it here, once, and an energy the solver cannot descend is
+        refused with the fix, before any work. The model calls it whenever it takes a solver."""
+        return self
 
     def with_base(self, base: Solver) -> Solver:
         """This solver, for a model trained with `base`. A solver that wraps another one and was

@@ -76,7 +76,7 @@ def build_solvers(model: Predictor, configs: dict[str, DictConfig]) -> dict[str,
     model's own trained solver, as `irem-eval solver=...` does."""
     if not is_energy_model(model):
         raise StudyError(f"A study descends an energy; the run holds a {type(model).__name__}, which has no solver.")
-    return {name: build_solver(node).with_base(model.solver) for name, node in configs.items()}
+    return {name: build_solver(node).with_base(model.solver).for_energy(model.energy) for name, node in configs.items()}
 
 
 def _solver_label() -> str:

@@ -39,6 +39,9 @@ def per_instance_level(level: float | Tensor, n: int) -> Tensor:
         raise ValueError(
             f"difficulty must be a scalar or have one value per instance ({n}), got shape {tuple(level.shape)}."
         )
+    if not bool(torch.isfinite(level).all()):
+        bad = level[~torch.isfinite(level)][0].item()
+        raise ValueError(f"difficulty must be finite, got {bad} (a level of NaN or inf describes no problem).")
     return level.clone()
 
 

@@ -20,7 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from irem.energy import EnergyFunction
+from irem.config import SettingError
+from irem.energy import EnergyFunction, describe
 from irem.landscapes import DEFAULT_CLAMP, LandscapeSchedule, LandscapeView, landscapes_of
 from irem.objective import Objective, ObjectiveResult, TrainingBatch
 from irem.problem import AnswerConstraint, Problem, per_instance_mean, per_row
@@ -64,15 +65,19 @@ class IREDObjective(Objective):
         self.negative_steps = int(negative_steps)
         self.clamp = None if clamp is None else float(clamp)
 
+    def check_energy(self, energy: EnergyFunction) -> None:
+        if landscapes_of(energy) == 0:
+            raise SettingError(
+                f"objective=ired trains a family of annealed landscapes, but {describe(energy)} has none "
+                "(energy.landscapes=0): give it some, e.g. energy.landscapes=10 (IRED's count), with an energy that "
+                "takes landscapes (mlp, gnn, sudoku_conv)."
+            )
+
     def loss(
         self, task: Task, energy: EnergyFunction, solver: Solver, batch: TrainingBatch, generator: torch.Generator
     ) -> ObjectiveResult:
+        self.check_energy(energy)
         K = landscapes_of(energy)
-        if K == 0:
-            raise ValueError(
-                "objective=ired trains a family of landscapes, but the energy has none: build it with "
-                "energy.landscapes=10 (an energy whose step argument is a landscape index, e.g. energy=mlp)."
-            )
         schedule = LandscapeSchedule(K)
         problem = batch.fresh  # true pairs: replayed iterates play no part in IRED
         y_star = task.target_answer(problem).float()

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from irem.config import SettingError
 from irem.energy import EnergyFunction
 from irem.landscapes import (
     DEFAULT_CLAMP,
@@ -72,6 +73,10 @@ def landscape_step(size: Tensor, accept_if_lower: bool, grad_tol: float | None =
 class AnnealedDescent(Solver):
     """Descend landscapes K-1 .. 0 of a landscape-conditioned energy, `steps_per_landscape` each.
 
+    `landscapes`: K, null (the default) for the energy's own count, read once when the solver is
+    given its energy (`for_energy`), so the count is set in one place (energy.landscapes); a number
+    that differs from the energy's is refused there, before any work.
+
     `jump`: each landscape's first step is IRED's denoising jump (always accepted); the rest are
     steps of IRED's schedule step times `step_scale`, kept only where they lower that landscape's
     energy (`accept_if_lower`; a rejected step is not shrunk, as in the reference). `clamp`:
@@ -83,7 +88,7 @@ class AnnealedDescent(Solver):
 
     def __init__(
         self,
-        landscapes: int = DEFAULT_LANDSCAPES,
+        landscapes: int | None = None,
         steps_per_landscape: int = 6,
         step_scale: float = 1.0,
         jump: bool = True,
@@ -92,7 +97,8 @@ class AnnealedDescent(Solver):
         grad_tol: float | None = None,
     ) -> None:
         super().__init__()
-        self.schedule = LandscapeSchedule(landscapes)  # refuses a bad count
+        if landscapes is not None:
+            LandscapeSchedule(landscapes)  # refuses a bad count
         if isinstance(steps_per_landscape, bool) or not isinstance(steps_per_landscape, int) or steps_per_landscape < 1:
             raise ValueError(
                 f"AnnealedDescent: steps_per_landscape must be a whole number >= 1, got {steps_per_landscape!r}."
@@ -103,15 +109,31 @@ class AnnealedDescent(Solver):
             raise ValueError(f"AnnealedDescent: clamp must be null (no clamp) or a number > 0, got {clamp}.")
         if grad_tol is not None and not (math.isfinite(grad_tol) and grad_tol >= 0):
             raise ValueError(f"AnnealedDescent: grad_tol must be null or a number >= 0, got {grad_tol}.")
-        self.landscapes = int(landscapes)
+        self.given_landscapes = None if landscapes is None else int(landscapes)  # None: the energy's
+        self.landscapes = self.given_landscapes  # the count of the energy last given (`for_energy`)
         self.steps_per_landscape = int(steps_per_landscape)
-        self.max_steps = self.landscapes * self.steps_per_landscape
         self.step_scale = float(step_scale)
         self.jump = bool(jump)
         self.accept_if_lower = bool(accept_if_lower)
         self.clamp = None if clamp is None else float(clamp)
         self.grad_tol = grad_tol
         self._factor = 1.0  # best-of-N restarts scale every step (`scaled_step`)
+
+    @property
+    def schedule(self) -> LandscapeSchedule:
+        return LandscapeSchedule(self._count())
+
+    @property
+    def max_steps(self) -> int:  # type: ignore[override]
+        return self._count() * self.steps_per_landscape
+
+    def _count(self) -> int:
+        if self.landscapes is None:
+            raise ValueError(
+                "AnnealedDescent: the landscape count is the energy's, and no energy was given yet: a model sets it "
+                "(for_energy), or give landscapes=K to a solver used on its own."
+            )
+        return self.landscapes
 
     @property
     def snapshots_match_budgets(self) -> bool:
@@ -129,21 +151,24 @@ class AnnealedDescent(Solver):
     def _step(self, size: Tensor, accept: bool, grad_tol: float | None = None) -> DescentStep:
         return landscape_step(torch.as_tensor(float(size) * self._factor), accept, grad_tol)
 
-    def check_energy(self, energy: EnergyFunction) -> None:
-        """Refuse an energy whose landscapes are not the ones this solver descends."""
+    def for_energy(self, energy: EnergyFunction) -> AnnealedDescent:
+        """Take the energy's landscape count (unless one was given); refuse an energy without
+        landscapes, or with another count than the one given."""
         have = landscapes_of(energy)
-        if have == self.landscapes:
-            return
         if have == 0:
-            raise ValueError(
-                f"solver=annealed descends {self.landscapes} landscapes, but the energy has none (its step argument "
-                f"is not a landscape index): build it with energy.landscapes={self.landscapes} and train it with "
-                "objective=ired, or use solver=gd."
+            raise SettingError(
+                "solver=annealed descends a family of landscapes, but the energy has none (energy.landscapes=0; its "
+                f"step argument is not a landscape index): build it with energy.landscapes={DEFAULT_LANDSCAPES} and "
+                "train it with objective=ired, or use solver=gd."
             )
-        raise ValueError(
-            f"solver=annealed descends {self.landscapes} landscapes, but the energy has {have}: set "
-            f"solver.landscapes={have}."
-        )
+        if self.given_landscapes is not None and self.given_landscapes != have:
+            raise SettingError(
+                f"solver.landscapes={self.given_landscapes}, but the energy has {have} landscapes "
+                f"(energy.landscapes={have}): "
+                "leave solver.landscapes unset (null), and the solver descends the energy's."
+            )
+        self.landscapes = have
+        return self
 
     def run(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> SolveResult:
         if request.differentiable:
@@ -151,7 +176,7 @@ class AnnealedDescent(Solver):
                 "solver=annealed is an inference solver: no loss is differentiated through it. Train its energy "
                 "with objective=ired, which descends each landscape itself."
             )
-        self.check_energy(energy)
+        self.for_energy(energy)
         T = self.max_steps if budget is None else int(budget)
         if T < 0:
             raise ValueError(f"AnnealedDescent: budget must be >= 0, got {T}.")
@@ -159,6 +184,7 @@ class AnnealedDescent(Solver):
         if any(s < 0 or s > T for s in wanted):
             raise ValueError(f"AnnealedDescent: snapshots {sorted(wanted)} must lie in [0, budget={T}].")
         shares = spread_budget(T, self.landscapes)
+        schedule = self.schedule
         constraint = clamped(request.constraint, self.clamp)
         landscape_request = replace(request, constraint=constraint)
         segment = request.segment
@@ -175,11 +201,11 @@ class AnnealedDescent(Solver):
             share, last = shares[k], k == 0
             if share == 0 and not last:
                 continue
-            view = LandscapeView(energy, self.schedule, k, segment)
+            view = LandscapeView(energy, schedule, k, segment)
             opt = self._step(
-                self.schedule.answer_step(k, self.step_scale), self.accept_if_lower, self.grad_tol if last else None
+                schedule.answer_step(k, self.step_scale), self.accept_if_lower, self.grad_tol if last else None
             )
-            jump = self._step(self.schedule.jump_step(k), False)
+            jump = self._step(schedule.jump_step(k), False)
             s = opt.start(view, x, y, landscape_request, need_grad=share > 0, create_graph=False)
             if status is None:
                 steps = torch.zeros(s.n, dtype=torch.long, device=s.e.device)

@@ -32,6 +32,11 @@ class WrapperSolver(Solver):
             self.descent = base
         return self
 
+    def for_energy(self, energy: EnergyFunction) -> Solver:
+        if self.descent is not None:
+            self.descent = self.descent.for_energy(energy)
+        return self
+
     def _wrapped(self) -> Solver:
         if self.descent is None:
             raise ValueError(

@@ -272,9 +272,9 @@ class ImageDenoising(Task):
         if start not in STARTS:
             raise ValueError(f"ImageDenoising: unknown start '{start}'. Valid choices: {', '.join(STARTS)}.")
         levels = [float(v) for v in harder_levels]
-        if not levels or any(v <= 0 for v in [float(difficulty), *levels]):
+        if not levels or any(not (math.isfinite(v) and v > 0) for v in [float(difficulty), *levels]):
             raise ValueError(
-                f"ImageDenoising: the noise levels must be > 0 and harder_levels non-empty, got difficulty="
+                f"ImageDenoising: the noise levels must be finite numbers > 0 and harder_levels non-empty, got difficulty="
                 f"{difficulty}, harder_levels={list(harder_levels)}."
             )
         super().__init__(difficulty, levels[0], test_size=test_size, val_size=val_size, split_seed=split_seed)

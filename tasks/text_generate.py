@@ -50,6 +50,7 @@ from irem.build import build_solver, load_run
 from irem.cli import CONFIG_DIR, precheck, setup
 from irem.config import DEFAULT_THREADS
 from irem.predictor import Predictor
+from irem.run_guard import claim_output_dir
 from irem.task import Task
 from irem.trainer import resolve_device
 
@@ -230,7 +231,7 @@ def _generate(cfg: DictConfig) -> None:
     if cfg.get("solver") is not None:
         if not hasattr(model, "solver"):
             raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
-        model.solver = build_solver(cfg.solver).with_base(model.solver)
+        model.use_solver(build_solver(cfg.solver))
     model.to(resolve_device(cfg.device)).eval()
     generator = torch.Generator().manual_seed(int(cfg.seed))
     start = time.perf_counter()
@@ -272,6 +273,7 @@ def main() -> None:
         required={"run_dir": "an irem-train run of task=text", "prompt": "the text to continue, quoted for Hydra"},
         usage="""irem-generate run_dir=outputs/text-energy 'prompt="The "'""",
     )
+    claim_output_dir("generate", sys.argv)
     _generate()
 
 

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from irem.build import build_model, build_solver, build_task
 from irem.cli import CONFIG_DIR
 from irem.config import check_node, model_name, unknown_key_message, valid_keys
+from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
 from irem.predictor import Predictor
 from irem.solver import Solver
@@ -53,8 +54,10 @@ def test_every_solver_composes_and_builds(solver_name: str, compose_config) -> N
     cfg = compose_config("train", (f"solver={solver_name}",))
     solver = build_solver(cfg.solver)
     assert isinstance(solver, Solver)
-    if "landscapes" in cfg.solver:  # annealed: its budget is steps per landscape times landscapes
-        assert solver.max_steps == cfg.solver.landscapes * cfg.solver.steps_per_landscape
+    if "landscapes" in cfg.solver:  # annealed: its budget is steps per landscape times the energy's landscapes
+        assert cfg.solver.landscapes is None  # read from the energy: the count is set in one place
+        energy = MLPEnergy(x_dim=4, y_dim=4, width=8, landscapes=7)
+        assert solver.for_energy(energy).max_steps == 7 * cfg.solver.steps_per_landscape
         return
     assert solver.max_steps == cfg.solver.max_steps
     if "descent" in cfg.solver and cfg.solver.descent is None:  # a wrapper: takes the trained model's solver

@@ -89,7 +89,9 @@ def test_no_two_processes_hold_the_lock_when_they_take_over_a_stale_one(tmp_path
     assert done.returncode == 0, done.stderr
     outcomes = json.loads(done.stdout)
     assert outcomes["double"] == 0, outcomes
-    assert outcomes["held"] >= 200 and outcomes["held"] + outcomes["refused"] == 400, outcomes  # one in per trial, at least
+    assert outcomes["held"] >= 200 and outcomes["held"] + outcomes["refused"] == 400, (
+        outcomes
+    )  # one in per trial, at least
 
 
 def test_a_lock_held_by_a_process_killed_with_sigkill_is_free_at_once(out_dir: Path, capsys) -> None:

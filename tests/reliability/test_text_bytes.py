@@ -57,7 +57,9 @@ def test_encoding_decodes_on_request_and_names_the_file_when_it_cannot(tmp_path)
     latin = latin1_file(tmp_path)
     task = TextTask(path=str(latin), encoding="latin-1", **SMALL)
     assert bytes(task.stream.tolist()) == latin.read_bytes().decode("latin-1").encode("utf-8")
-    with pytest.raises(ValueError, match=rf"{latin.name} is not valid utf-8: .* at byte offset 6, line 1 .*encoding=null"):
+    with pytest.raises(
+        ValueError, match=rf"{latin.name} is not valid utf-8: .* at byte offset 6, line 1 .*encoding=null"
+    ):
         TextTask(path=str(latin), encoding="utf-8", **SMALL)
     with pytest.raises(ValueError, match=r"unknown encoding 'latin-9x' for .*latin1\.txt.*utf-8, latin-1"):
         TextTask(path=str(latin), encoding="latin-9x", **SMALL)

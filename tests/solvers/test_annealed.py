@@ -68,7 +68,7 @@ def test_energy_and_use_are_checked() -> None:
     _, problem, y0 = problem_of(4)
     with pytest.raises(ValueError, match="has none.*energy.landscapes=10"):
         AnnealedDescent().solve(MLPEnergy(6, 6), problem.x, y0)
-    with pytest.raises(ValueError, match="has 10: set solver.landscapes=10"):
+    with pytest.raises(ValueError, match=r"solver.landscapes=4, but the energy has 10 .*leave solver.landscapes unset"):
         AnnealedDescent(landscapes=4).solve(Oracle(), problem.x, y0)
     with pytest.raises(ValueError, match="objective=ired"):
         AnnealedDescent().solve(Oracle(), problem.x, y0, differentiable=True)
