@@ -121,11 +121,18 @@ RUN_ENTRIES = frozenset(
 )
 
 
+RUN_MARKERS = (".hydra", "checkpoints", "train.lock")  # what every run directory has from its start
+
+
 def foreign_entries(folder: Path) -> list[str]:
-    """The entries of `folder` that no irem command writes (a job's `<name>.log` is Hydra's)."""
+    """The entries of `folder` that no irem command writes (a job's `<name>.log` is Hydra's); every
+    entry when the folder has none of a run's markers (an `eval.csv` of one's own is not a run)."""
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.name not in RUN_ENTRIES and not p.name.endswith(".log"))
+    names = sorted(p.name for p in folder.iterdir())
+    if not any((folder / marker).exists() for marker in RUN_MARKERS):
+        return names
+    return [n for n in names if n not in RUN_ENTRIES and not n.endswith(".log")]
 
 
 def check_not_a_loop(path: Path, what: str) -> None:

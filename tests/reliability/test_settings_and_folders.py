@@ -127,7 +127,7 @@ def test_a_folder_of_ones_own_is_not_trained_into_without_being_told(tmp_path: P
     (mine / "notes.txt").write_text("mine")
     (mine / "eval.csv").write_text("my own table")
     done = finish(start("irem-train", [*TRAIN, "trainer.iterations=1", f"hydra.run.dir={mine}"], tmp_path))
-    assert done.returncode == 1 and "holds files that no irem run wrote (notes.txt)" in done.stderr
+    assert done.returncode == 1 and "holds files that no irem run wrote (eval.csv, notes.txt)" in done.stderr
     assert "overwrite_dir=true" in done.stderr and sorted(p.name for p in mine.iterdir()) == ["eval.csv", "notes.txt"]
     check_train_target(mine, overwrite=True)  # told to: no refusal
     run = tmp_path / "run"
@@ -135,6 +135,9 @@ def test_a_folder_of_ones_own_is_not_trained_into_without_being_told(tmp_path: P
         (run / name).mkdir(parents=True)
     (run / "cli.log").write_text("")
     check_train_target(run, overwrite=False)  # a run's own files: resumed as before
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(SettingError, match=r"holds files that no irem run wrote \(notes.txt\)"):
+        check_train_target(run, overwrite=False)
 
 
 @pytest.mark.parametrize("level", [math.nan, math.inf, -math.inf])
