@@ -98,7 +98,7 @@ def load_run(run_dir: Path, args: argparse.Namespace):
     adaptive solver alike)."""
     _, _, task, model = build.load_run(run_dir)
     model.eval()
-    apply_solver_settings(
+    model.solver = apply_solver_settings(
         model.solver, {"momentum": args.momentum, "accept_if_lower": args.accept_if_lower, "restart": args.restart}
     )
     return task, model

@@ -7,7 +7,7 @@ pool (max) reads each graph out and an MLP maps it to a scalar. With the default
 parameters (~83k in the paper). Width, depth, the message aggregation and the pooling are
 configurable.
 
-`landscapes` > 0 makes it a family of IRED's annealed landscapes (irem/landscapes.py): `step` is
+`landscapes` > 0 makes it a family of IRED's annealed landscapes (ired/landscapes.py): `step` is
 then the landscape index (one, or one per graph), embedded into a gain and a bias on the node
 features after every message-passing layer. Off by default, so IREM checkpoints are unchanged.
 
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GINEConv, global_add_pool, global_max_pool, global_mean_pool
 
 from irem.energy import EnergyFunction
-from irem.landscapes import LandscapeEmbedding
+from irem.ired.landscapes import LandscapeEmbedding
 from irem.networks.graph import AGGRS, check_choice, check_graph
 from irem.networks.mlp import make_activation
 

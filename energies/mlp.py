@@ -11,7 +11,7 @@ computes it once and the solver hands it back at every step (about a fifth fewer
 per descent step on matrix inverse). Results agree with the concatenated form up to float
 rounding (the sum over inputs is split in two).
 
-`landscapes` > 0 makes it IRED's family of annealed landscapes (irem/landscapes.py): the `step`
+`landscapes` > 0 makes it IRED's family of annealed landscapes (ired/landscapes.py): the `step`
 argument is then the landscape index (one int, or one per instance), embedded into a gain and a
 bias on every hidden layer after the first, as IRED conditions its MLP. `head="squared_norm"` is
 IRED's energy, ||f(x, y)||^2 with f ending in y_dim units: never negative, zero where f vanishes.
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
-from irem.landscapes import LandscapeEmbedding
+from irem.ired.landscapes import LandscapeEmbedding
 from irem.networks.mlp import mlp
 
 HEADS = ("scalar", "squared_norm")

@@ -13,7 +13,7 @@ within a few dozen iterations; read as probabilities, the candidate stays in the
 the logits do (the graph energy reads them the same way). Off for IRED's +-1 relaxation, whose
 answers are clamped to [-1, 1] instead.
 
-`landscapes` > 0 makes it IRED's family of annealed landscapes (irem/landscapes.py): `step` is then
+`landscapes` > 0 makes it IRED's family of annealed landscapes (ired/landscapes.py): `step` is then
 the landscape index, embedded into a gain and a bias on each block's second convolution, where
 IRED's residual blocks take theirs. Off by default, so IREM checkpoints are unchanged.
 """
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
-from irem.landscapes import LandscapeEmbedding
+from irem.ired.landscapes import LandscapeEmbedding
 from irem.networks.sudoku import CELLS, DIGITS, check_board_tensor
 
 

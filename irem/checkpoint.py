@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from irem.config import SettingError
+from irem.errors import SettingError
 
 CHECKPOINT = "last.pt"
 PREVIOUS = "previous.pt"

@@ -37,15 +37,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from irem.config import (
     CONFIG_DIR,
-    SettingError,
     TrainerConfig,
     constructor_default,
     register_schemas,
     to_container,
     typed_value_message,
-    unknown_key_message,
     valid_keys,
 )
+from irem.errors import SettingError, unknown_key_message
 
 if TYPE_CHECKING:
     from irem.predictor import Predictor

@@ -8,7 +8,6 @@ anything is built: a new task file gets the same check for free, with no schema 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import math
@@ -19,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from irem.errors import SettingError, unknown_key_message
 
 
 def _config_dir() -> str:
@@ -35,12 +36,6 @@ def _config_dir() -> str:
 
 
 CONFIG_DIR = _config_dir()
-
-
-class SettingError(ValueError):
-    """A setting a command cannot use (an unknown solver, a level the task rejects, a misspelt
-    solver setting): the message says what was wrong and lists the valid choices, and the
-    commands print it without a traceback."""
 
 
 # The step budgets irem-train's evaluation, irem-eval and irem-study report when none are given.
@@ -423,24 +418,31 @@ def required_keys(node: DictConfig | dict) -> list[str]:
     return [p.name for p in params if p.default is p.empty and p.kind is not p.POSITIONAL_ONLY]
 
 
-def unknown_key_message(path: str, key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return f"Unknown key '{path}'.{hint} Valid keys: {', '.join(valid)}."
-
-
 def check_node(node: DictConfig | dict | None, group: str) -> None:
-    """Every key of a `_target_` node must be a parameter of the target."""
+    """Every key of a `_target_` node must be a parameter of the target, and so in every `_target_` node
+    nested in it (a solver's transforms, an adaptive solver's rules)."""
     if node is None:
         return
     if "_target_" not in node:
         raise ValueError(f"The '{group}' config has no _target_; it must name the class to build.")
     valid = valid_keys(node)
-    if valid is None:
-        return
     for key in map(str, node):
-        if not key.startswith("_") and key not in valid:
+        if valid is not None and not key.startswith("_") and key not in valid:
             raise ValueError(unknown_key_message(f"{group}.{key}", key, valid) + f" (for {node['_target_']})")
+        value = node[key]
+        children = (
+            value.items()
+            if isinstance(value, (dict, DictConfig))
+            else enumerate(value)
+            if isinstance(value, (list, ListConfig))
+            else ()
+        )
+        if isinstance(value, (dict, DictConfig)) and "_target_" in value:
+            check_node(value, f"{group}.{key}")
+            continue
+        for name, child in children:
+            if isinstance(child, (dict, DictConfig)) and "_target_" in child:
+                check_node(child, f"{group}.{key}.{name}")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -13,24 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from irem.config import SettingError
 from irem.energy import EnergyFunction
-from irem.landscapes import landscapes_of
+from irem.errors import SettingError
 from irem.objective import Objective, TrainingBatch
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem, SolveResult
 from irem.replay import ReplayBuffer
 from irem.solver import Solver
 from irem.task import Task
-
-
-def _descends_landscapes(solver: Solver) -> bool:
-    """Whether `solver`, or the solver it wraps, walks an energy's landscapes (solvers/annealed.py)."""
-    while solver is not None:
-        if getattr(solver, "landscape_solver", False):
-            return True
-        solver = getattr(solver, "descent", None)
-    return False
 
 
 class EnergyModel(Predictor):
@@ -65,14 +55,6 @@ class EnergyModel(Predictor):
                 f"solver.max_steps={steps} is out of range: the energy model trains through a descent of "
                 "solver.max_steps steps, so it must be a whole number >= 1 (0 leaves nothing to differentiate); "
                 "e.g. solver.max_steps=10. Budgets at inference are eval.budgets, where 0 (the start) is allowed."
-            )
-        if landscapes_of(energy) and not _descends_landscapes(solver):
-            raise SettingError(
-                f"energy.landscapes={landscapes_of(energy)} makes the energy a family of landscapes whose step "
-                f"argument is a landscape index, but solver {type(solver).__name__} passes its step numbers there. "
-                "IRED trains such an energy with objective=ired and descends it with solver=annealed "
-                f"(energy.landscapes={landscapes_of(energy)} objective=ired solver=annealed, as experiment=ired_inverse "
-                "sets them); or use energy.landscapes=0."
             )
         self.energy = energy
         self.solver = solver

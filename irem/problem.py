@@ -209,6 +209,17 @@ class Box:
         return y.clamp(self.low, self.high)
 
 
+def simplex_projection(y: Tensor) -> Tensor:
+    """The Euclidean projection of each row of `y` (its last dimension) onto the probability simplex
+    (entries >= 0 summing to 1), by the sort-based algorithm (Duchi et al. 2008); loop-free."""
+    u = torch.sort(y, dim=-1, descending=True).values
+    css = u.cumsum(dim=-1) - 1
+    k = torch.arange(1, y.shape[-1] + 1, device=y.device, dtype=y.dtype)
+    rho = ((u - css / k) > 0).sum(dim=-1, keepdim=True).clamp_min(1)
+    theta = css.gather(-1, rho - 1) / rho.to(y.dtype)
+    return (y - theta).clamp_min(0)
+
+
 @dataclass
 class Problem:
     """A batch of `num_instances` problems.
@@ -428,7 +439,7 @@ class SolveResult:
     # energy evaluations (each with its gradient) the answer cost per instance: the start's and one
     # per step, over every start and restart; compute compared across solvers in these units
     evaluations: Tensor | None = None
-    # annealed descent (solvers/annealed.py): the landscape each instance ended on (0: the sharpest)
+    # annealed descent (ired/annealed.py): the landscape each instance ended on (0: the sharpest)
     landscape: Tensor | None = None
 
     @property

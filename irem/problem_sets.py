@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from irem.config import SettingError
+from irem.errors import SettingError
 from irem.problem import Problem
 from irem.task import Task
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from irem.config import CONFIG_DIR, SettingError
+from irem.config import CONFIG_DIR
+from irem.errors import SettingError
 
 # The settings that make a run what it is (its task and model); seed and trainer settings aside,
 # a checkpoint evaluated under run_dir=... must agree with that run on these.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
+from irem.errors import SettingError, unknown_key_message
 from irem.problem import AnswerConstraint, SolveResult
 
 # Fresh starts for instances `index` of the problem being solved, in the answer's layout (the rows of
@@ -112,6 +114,33 @@ class Solver(nn.Module, abc.ABC):
         landscape count) is read from it here, once, and an energy the solver cannot descend is
         refused with the fix, before any work. The model calls it whenever it takes a solver."""
         return self
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings as this solver holds them (each kept under its own name)."""
+        params = inspect.signature(type(self).__init__).parameters.values()
+        names = [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return {k: getattr(self, k) for k in names if hasattr(self, k)}
+
+    def with_settings(self, changes: dict[str, Any]) -> Solver:
+        """This solver with `changes` to its settings (irem-eval's +solver_settings.*), built anew
+        through its constructor, so a changed value passes the checks a config's does; its parameters
+        and buffers (a learned step size) carry over."""
+        current = self.settings()
+        for key in changes:
+            if key not in current:
+                message = unknown_key_message(f"solver_settings.{key}", key, list(current))
+                raise SettingError(f"{message} (for {type(self).__name__})")
+        try:
+            changed = type(self)(**{**current, **changes})
+        except (ValueError, TypeError) as err:
+            raise SettingError(f"solver_settings {changes} refused by {type(self).__name__}: {err}") from None
+        changed.load_state_dict(self.state_dict())
+        return changed
+
+    def describe(self) -> str:
+        """One line naming the solver and its settings."""
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({shown})"
 
     def with_base(self, base: Solver) -> Solver:
         """This solver, for a model trained with `base`. A solver that wraps another one and was

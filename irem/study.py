@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from irem.config import SettingError
+from irem.errors import SettingError
 from irem.predictor import Predictor, check_budgets
 from irem.problem import Problem, SolveResult, Status
 from irem.problem_sets import LevelSet, make_sets, set_generator

@@ -181,7 +181,7 @@ class Task(abc.ABC):
 
     def corrupt(self, problem: Problem, y: Tensor, generator: torch.Generator) -> Tensor | None:
         """A wrong answer near `y` (the truth in the answer's layout, `target_answer`), the negative
-        of IRED's contrastive term (objectives/ired.py); None lets the objective make its own by
+        of IRED's contrastive term (ired/objective.py); None lets the objective make its own by
         descending a heavily noised truth, which suits continuous answers. Categorical answers get
         a random class at `corrupt_fraction` of the positions, as IRED corrupts Sudoku boards (the
         objective re-applies fixed entries afterwards)."""

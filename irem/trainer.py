@@ -52,11 +52,13 @@ from irem.checkpoint import (
     run_checkpoint,
     save_atomic,
 )
-from irem.config import SettingError, TrainerConfig, unknown_key_message
+from irem.config import TrainerConfig
 from irem.ema import WeightEMA
+from irem.errors import SettingError, unknown_key_message
 from irem.evaluation import eval_generator
 from irem.predictor import Predictor
 from irem.run_lock import run_lock
+from irem.schedules import Schedule, warmup_then
 from irem.task import Task
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -109,20 +111,10 @@ def lr_factor(
     min_fraction: float = 0.1,
     time_fraction: float = 0.0,
 ) -> float:
-    """The learning-rate multiplier for the step that makes iteration `iteration` + 1.
-
-    Linear warm-up from 1/warmup to 1 over `warmup` iterations, then constant or a cosine from 1 to
-    `min_fraction`. Progress through the decay is the larger of the iteration fraction and
-    `time_fraction` (spent / time_limit), so a run stopped by its wall-clock limit also ends
-    on small steps.
-    """
-    if iteration < warmup:
-        return (iteration + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    span = max(iterations - warmup, 1)
-    p = min(max((iteration - warmup) / span, time_fraction), 1.0)
-    return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * p))
+    """The learning-rate multiplier for the step that makes iteration `iteration` + 1: a linear warm-up,
+    then `schedule` down to `min_fraction`, its progress the larger of the iterations' and the
+    wall-clock's (irem/schedules.py)."""
+    return warmup_then(Schedule(schedule, min_fraction), iteration, iterations, warmup, time_fraction)
 
 
 class TrainingInterrupted(KeyboardInterrupt):

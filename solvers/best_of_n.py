@@ -29,6 +29,7 @@ from torch import Tensor
 from irem.energy import EnergyFunction
 from irem.problem import Problem, SolveResult, Status, instance_count, rows_of, select_input
 from irem.solver import Solver, SolveRequest, StartSampler
+from irem.solvers.records import Records
 from irem.solvers.wrapper import WrapperSolver
 
 INITS = ("task", "uniform", "perturb")
@@ -199,19 +200,21 @@ def _repeat(x: Any, segment: Tensor | None, n: int, ids: Tensor, k: int) -> tupl
 
 
 class _Pool:
-    """Each instance's best candidate so far, over the starts of every round."""
+    """Each instance's best candidate so far, over the starts of every round, written into `Records`."""
+
+    KEPT = ("energy", "status", "best_energy", "best_step", "step_size", "stopped_by", "landscape")
 
     def __init__(self, like: SolveResult, y0: Tensor, n: int, T: int, pick: str, wanted: list[int]) -> None:
         device = y0.device
-        self.n, self.pick, self.wanted, self.rules = n, pick, wanted, like.rules
+        self.n, self.pick, self.wanted = n, pick, wanted
+        self.records = Records(y0, n, wanted)
+        self.records.rules = like.rules
         self.score = torch.full((n,), math.inf, device=device, dtype=like.energy.dtype)
         self.filled = torch.zeros(n, dtype=torch.bool, device=device)
         self.steps = torch.zeros(n, dtype=torch.long, device=device)
         self.evaluations = torch.zeros(n, dtype=torch.long, device=device)
         self.ok = torch.zeros(n, dtype=torch.bool, device=device)  # the pick passed the verifier (verified=True)
         self.start_index = torch.zeros(n, dtype=torch.long, device=device)
-        self.inst = {k: v.new_zeros((n, *v.shape[1:])) for k, v in _per_instance(like).items() if v is not None}
-        self.rows = {"y": y0.clone(), "best_y": y0.clone(), **{f"snap{b}": y0.clone() for b in wanted}}
         # a solver may end its history early (every instance stopped): rounds differ in length
         self.length = 0
         self.history = None
@@ -257,9 +260,10 @@ class _Pool:
         self.score[ids_b] = round_score[better]
         self.start_index[ids_b] = first + won
         src = won * m + better.nonzero().squeeze(1)  # the winning start's entry in the round's batch
-        fields = _per_instance(res)
-        for key, store in self.inst.items():
-            store[ids_b] = fields[key].detach()[src]
+        for key in self.KEPT:
+            value = getattr(res, key)
+            if value is not None:
+                self.records.put(key, ids_b, value[src])
         if self.history is not None:
             hist = res.energy_history.detach()
             self.length = max(self.length, hist.shape[0])
@@ -268,43 +272,21 @@ class _Pool:
         src_rows = winner[local_seg[q]] * rows.numel() + q
         dst_rows = rows[q]
         answers = {"y": res.y, "best_y": res.best_y, **{f"snap{b}": res.snapshots[b] for b in self.wanted}}
-        for key, store in self.rows.items():
-            store[dst_rows] = answers[key].detach()[src_rows]
+        for key, value in answers.items():
+            self.records.put_rows(key, dst_rows, value[src_rows])
         if self.trajectory is not None:
             self.length = max(self.length, len(res.trajectory))
             for t, store in enumerate(self.trajectory):  # a round that ended early stays at its last iterate
                 store[dst_rows] = res.trajectory[min(t, len(res.trajectory) - 1)].detach()[src_rows]
 
     def result(self) -> SolveResult:
-        best = self.pick == "best"
-        y = self.rows["best_y"].clone() if best else self.rows["y"]
-        energy = self.inst["best_energy"].clone() if best else self.inst["energy"]
-        return SolveResult(
-            y=y,
-            steps=self.steps,
-            status=self.inst["status"],
-            energy=energy,
-            best_y=self.rows["best_y"],
-            best_energy=self.inst["best_energy"],
-            best_step=self.inst["best_step"],
-            energy_history=None if self.history is None else self.history[: self.length],
-            trajectory=None if self.trajectory is None else self.trajectory[: self.length],
-            snapshots={b: self.rows[f"snap{b}"] for b in self.wanted},
-            step_size=self.inst.get("step_size"),
-            stopped_by=self.inst.get("stopped_by"),
-            rules=self.rules,
-            start_index=self.start_index,
-            evaluations=self.evaluations,
-        )
-
-
-def _per_instance(res: SolveResult) -> dict[str, Tensor | None]:
-    """The per-instance records of a result that follow the winning start."""
-    return {
-        "energy": res.energy,
-        "status": res.status,
-        "best_energy": res.best_energy,
-        "best_step": res.best_step,
-        "step_size": res.step_size,
-        "stopped_by": res.stopped_by,
-    }
+        rec = self.records
+        if self.pick == "best":  # the answer is each start's lowest-energy iterate, and its energy
+            rec.set_rows("y", rec.rows["best_y"].clone())
+            rec.set("energy", rec.inst["best_energy"].clone())
+        rec.set("steps", self.steps)
+        rec.set("evaluations", self.evaluations)
+        rec.set("start_index", self.start_index)
+        rec.history = None if self.history is None else self.history[: self.length]
+        rec.trajectory = None if self.trajectory is None else self.trajectory[: self.length]
+        return rec.result()

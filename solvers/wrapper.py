@@ -37,6 +37,19 @@ class WrapperSolver(Solver):
             self.descent = self.descent.for_energy(energy)
         return self
 
+    def with_settings(self, changes: dict[str, Any]) -> Solver:
+        """Settings change the descent this wrapper runs (its own are its config's)."""
+        self.descent = self._wrapped().with_settings(changes)
+        return self
+
+    def describe(self) -> str:
+        rules = getattr(self, "rules", None)
+        own = {k: v for k, v in self.settings().items() if k not in ("descent", "rules")}
+        shown = ", ".join(f"{k}={v}" for k, v in own.items())
+        shown += (", rules=" + "+".join(type(r).__name__ for r in rules)) if rules else ""
+        head = f"{type(self).__name__}({shown})"
+        return head if self.descent is None else f"{head} over {self.descent.describe()}"
+
     def _wrapped(self) -> Solver:
         if self.descent is None:
             raise ValueError(

@@ -70,7 +70,7 @@ def test_bad_arguments_name_the_choices(key: str, value) -> None:
 def test_landscapes_condition_each_graph_and_the_annealed_descent_runs_on_edge_rows() -> None:
     """A landscape per graph gives each graph the energy it has on that landscape alone, and the
     annealed descent steps the answers of a mixed-size batch (rows mapped to graphs by segment)."""
-    from irem.solvers.annealed import AnnealedDescent
+    from irem.ired.annealed import AnnealedDescent
 
     torch.manual_seed(0)
     task = ShortestPath(test_size=4, val_size=4)

@@ -15,7 +15,7 @@ import pytest
 from commands import finish, start
 
 from irem.cli import CONFIG_DIR, _fit, precheck
-from irem.config import SettingError
+from irem.errors import SettingError
 
 TRAIN = [
     "trainer.iterations=3",
@@ -119,7 +119,7 @@ def test_eval_names_the_solver_and_reports_each_solve_once(runs) -> None:
     ok(runs["first"])
     ev = runs["eval"]
     ok(ev)
-    assert "solver GradientDescent(step_size=100, max_steps=10)" in ev.stdout
+    assert "solver Descent(step_size=100, max_steps=10, backward=last): plain steps" in ev.stdout
     lines = ev.stdout.splitlines()
     solves = lines[next(i for i, x in enumerate(lines) if "steps used" in x) :]
     assert "instances" in solves[0] and "seconds" in solves[0]
@@ -227,9 +227,15 @@ def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -
     trained = GradientDescent(step_size=3.0, learnable_step=True)
     with torch.no_grad():
         trained.log_step_size.add_(0.5)  # as if training had moved it
-    apply_solver_settings(BestOfN(descent=trained), {"noise": 0.01, "accept_if_lower": True})
-    assert trained.noise == 0.01 and trained.accept_if_lower is True
-    assert float(trained.step_size.detach()) == pytest.approx(3.0 * 2.718281828**0.5)
+    changed = apply_solver_settings(BestOfN(descent=trained), {"noise": 0.01, "accept_if_lower": True}).descent
+    assert [repr(t) for t in changed.chain] == [
+        "Noise(scale=0.01, schedule=constant, final_fraction=0.1)",
+        "AcceptIfLower(shrink=0.5)",
+    ]
+    assert float(changed.step_size.detach()) == pytest.approx(3.0 * 2.718281828**0.5)  # the learned step
+    assert changed.learnable_step and changed.log_step_size.requires_grad
+    with pytest.raises(SettingError, match=r"solver_settings.noise=-0.5 refused: Noise: scale must be a finite"):
+        apply_solver_settings(trained, {"noise": -0.5})  # the constructor's own check, not a setattr
     with pytest.raises(SettingError, match="Unknown key 'solver_settings.nois'. Did you mean 'noise'"):
         apply_solver_settings(trained, {"nois": 0.1})
 

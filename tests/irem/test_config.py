@@ -11,9 +11,10 @@ from omegaconf import OmegaConf
 
 from irem.build import build_model, build_solver, build_task
 from irem.cli import CONFIG_DIR
-from irem.config import check_node, model_name, unknown_key_message, valid_keys
+from irem.config import check_node, model_name, valid_keys
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
+from irem.errors import unknown_key_message
 from irem.predictor import Predictor
 from irem.solver import Solver
 from irem.task import Task
@@ -44,7 +45,7 @@ def test_paper_inverse_preset_matches_reference(compose_config) -> None:
     assert task.dims() == {"x_dim": 400, "y_dim": 400}
     assert 930_000 <= sum(p.numel() for p in model.energy.parameters()) <= 950_000
     assert float(model.solver.step_size.detach()) == pytest.approx(100.0)
-    assert model.solver.max_steps == 10 and model.solver.truncate == 1
+    assert model.solver.max_steps == 10 and str(model.solver.backward) == "last" and model.solver.chain == ()
     assert model.replay.capacity == 10_000
     assert cfg.trainer.lr == pytest.approx(1e-4) and cfg.trainer.batch_size == 512
     assert list(cfg.eval.budgets)[-1] == 80
@@ -125,9 +126,9 @@ def test_check_node_names_valid_keys_and_suggests(compose_config) -> None:
     msg = str(err.value)
     assert "Unknown key 'solver.stepsize'" in msg
     assert "Did you mean 'step_size'?" in msg
-    for key in ("step_size", "max_steps", "truncate", "accept_if_lower"):
+    for key in ("step_size", "max_steps", "backward", "transforms"):
         assert key in msg
-    assert "irem.solvers.gradient_descent.GradientDescent" in msg
+    assert "irem.solvers.descent.Descent" in msg
 
 
 def assert_typo_reported(group: str, name: str, compose_config) -> None:

@@ -111,16 +111,23 @@ def test_readme_is_short() -> None:
     assert n <= MAX_README_LINES, f"README.md has {n} lines; keep it a guide of at most {MAX_README_LINES}"
 
 
+PLUG_INS = "Plugging in an energy, a solver or an objective"
+
+
 @pytest.mark.parametrize(
-    ("language", "source"), [("python", "tasks/linear_system.py"), ("yaml", "configs/task/linear_system.yaml")]
+    ("heading", "language", "source"),
+    [
+        ("Plugging in a task", "python", "tasks/linear_system.py"),
+        ("Plugging in a task", "yaml", "configs/task/linear_system.yaml"),
+        (PLUG_INS, "python", "solvers/transforms/normalize.py"),
+        (PLUG_INS, "yaml", "configs/solver/gd_normalized.yaml"),
+    ],
 )
-def test_readme_shows_the_real_plug_in_task(language: str, source: str) -> None:
-    blocks = [
-        body for info, body in fenced_blocks(section(README.read_text(), "Plugging in a task")) if info == language
-    ]
-    assert blocks, f"'Plugging in a task' has no ```{language} block"
+def test_readme_shows_the_real_plug_in_files(heading: str, language: str, source: str) -> None:
+    blocks = [body for info, body in fenced_blocks(section(README.read_text(), heading)) if info == language]
+    assert blocks, f"'{heading}' has no ```{language} block"
     assert blocks[0] == (ROOT / source).read_text(), (
-        f"the README's {language} block under 'Plugging in a task' differs from {source}; paste the file verbatim"
+        f"the README's {language} block under '{heading}' differs from {source}; paste the file verbatim"
     )
 
 

@@ -13,10 +13,11 @@ from torch import nn
 
 from irem.build import load_run
 from irem.checkpoint import CheckpointError, load, save_atomic
-from irem.config import SettingError, TrainerConfig
+from irem.config import TrainerConfig
 from irem.ema import WeightEMA, tracked_tensors
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
+from irem.errors import SettingError
 from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Inverse

@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch import Tensor
 
-from irem.config import SettingError
 from irem.energies.mlp import MLPEnergy
 from irem.energy import EnergyFunction
 from irem.energy_model import EnergyModel
-from irem.landscapes import LandscapeSchedule, LandscapeView, spread_budget
+from irem.errors import SettingError
+from irem.ired.annealed import AnnealedDescent
+from irem.ired.landscapes import LandscapeSchedule, LandscapeView, spread_budget
+from irem.ired.objective import IREDObjective
 from irem.objective import TrainingBatch
-from irem.objectives.ired import IREDObjective
 from irem.problem import AnswerConstraint, Problem
-from irem.solvers.annealed import AnnealedDescent
 from irem.solvers.gradient_descent import GradientDescent
 from irem.task import Task
 

@@ -270,7 +270,7 @@ def test_unknown_solver_lists_the_valid_choices() -> None:
 
 def test_solver_configs_compose_their_defaults() -> None:
     nodes = solver_configs(["gd_accept", "adaptive"], CONFIG_DIR)
-    assert nodes["gd_accept"].accept_if_lower is True and nodes["gd_accept"].step_size == 100.0
+    assert nodes["gd_accept"].transforms.accept_if_lower.shrink == 0.5 and nodes["gd_accept"].step_size == 100.0
     assert nodes["adaptive"].descent is None
 
 
@@ -409,7 +409,8 @@ def test_solver_settings_reach_the_descent_the_adaptive_solver_wraps(runs) -> No
     record = json.loads((runs["tuned_dir"] / "study.json").read_text())
     assert list(record["solvers"]) == ["adaptive"]
     descent = record["solvers"]["adaptive"]["descent"]
-    assert descent["type"] == "GradientDescent" and descent["momentum"] == 0.5 and descent["accept_if_lower"] is True
+    assert descent["type"] == "Descent"
+    assert "Momentum(coef=0.5" in descent["describe"] and "AcceptIfLower(shrink=0.5)" in descent["describe"]
     misspelt = runs["misspelt"]
     assert misspelt.returncode != 0 and "Traceback" not in misspelt.stderr
     assert "solver_settings.momentun" in misspelt.stderr and "momentum" in misspelt.stderr

@@ -15,7 +15,8 @@ from tiny_runs import TRAIN
 
 from irem.build import build_model, build_task, upgrade_config
 from irem.cli import _override_errors, precheck
-from irem.config import EvalConfig, SettingError
+from irem.config import EvalConfig
+from irem.errors import SettingError
 from irem.run_guard import check_eval_target, check_train_target, claim_output_dir, fresh_output_dir
 from irem.task import per_instance_level
 
@@ -58,7 +59,7 @@ def test_counts_that_disagree_or_an_energy_without_landscapes_are_refused_at_bui
 
 
 def test_a_saved_config_that_repeated_the_count_resumes(compose_config) -> None:
-    saved = {"solver": {"_target_": "irem.solvers.annealed.AnnealedDescent", "landscapes": 10}}
+    saved = {"solver": {"_target_": "irem.ired.annealed.AnnealedDescent", "landscapes": 10}}
     saved["energy"] = {"_target_": "irem.energies.mlp.MLPEnergy", "landscapes": 10}
     assert upgrade_config(saved).solver.landscapes is None
 

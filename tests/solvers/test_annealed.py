@@ -11,9 +11,9 @@ import torch
 
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
-from irem.objectives.ired import IREDObjective
+from irem.ired.annealed import AnnealedDescent
+from irem.ired.objective import IREDObjective
 from irem.problem import AnswerConstraint, Status
-from irem.solvers.annealed import AnnealedDescent
 from irem.solvers.best_of_n import BestOfN
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "irem"))
@@ -108,9 +108,33 @@ def test_each_evaluation_budget_is_its_own_annealed_solve() -> None:
     assert bool((preds.info["landscape"] == 0).all())
 
 
-def test_adaptive_halting_over_an_annealed_descent_points_to_its_own_tolerance() -> None:
+def test_adaptive_halting_over_an_annealed_descent_shrinks_the_batch_and_follows_the_same_path() -> None:
+    """Each instance stops where a rule says (here: instance i after 7 + 9i steps, across landscapes),
+    leaves the batch, and holds the iterate the plain annealed solve had after that many steps."""
     from irem.solvers.adaptive import AdaptiveDescent
+    from irem.solvers.halting import HaltingRule
+
+    class StopAt(HaltingRule):
+        name = "stop_at"
+
+        def __init__(self, at: torch.Tensor) -> None:
+            self.at = at
+
+        def start(self, n: int, device: torch.device) -> dict[str, torch.Tensor]:
+            return {"at": self.at.clone()}
+
+        def update(self, state, info):
+            return info.t >= state["at"], state
 
     _, problem, y0 = problem_of(4)
-    with pytest.raises(TypeError, match="solver.grad_tol"):
-        AdaptiveDescent(AnnealedDescent()).solve(Oracle(), problem.x, y0)
+    stops = torch.tensor([7, 16, 25, 34])
+    plain = AnnealedDescent(jump=False).solve(Oracle(), problem.x, y0, budget=40, snapshots=stops.tolist())
+    energy = Oracle()
+    halted = AdaptiveDescent(AnnealedDescent(jump=False), rules=[StopAt(stops)], max_steps=40, min_steps=1).solve(
+        energy, problem.x, y0
+    )
+    assert halted.steps.tolist() == stops.tolist() and halted.stopped_by.tolist() == [0, 0, 0, 0]
+    for i, t in enumerate(stops.tolist()):
+        torch.testing.assert_close(halted.y[i], plain.snapshots[t][i], rtol=0, atol=0)
+    sizes = [len(k) for k in energy.calls]
+    assert sizes[0] == 4 and min(sizes) == 1 and sizes == sorted(sizes, reverse=True)  # the batch shrank

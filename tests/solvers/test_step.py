@@ -1,4 +1,4 @@
-"""solvers/step.py: the one descent step every loop shares (state, constraints, momentum restart).
+"""solvers/step.py: the one descent step every loop shares (state, constraints, momentum's restart).
 
 The loops built on it are tested through their solvers (test_gradient_descent.py, test_adaptive.py,
 test_best_of_n.py); these are the step's own pieces, and the answer constraint honoured by every
@@ -20,22 +20,31 @@ from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.best_of_n import BestOfN
 from irem.solvers.gradient_descent import GradientDescent
 from irem.solvers.halting import EnergyPlateau, GradNorm
-from irem.solvers.step import DescentStep
+from irem.solvers.transform import StepContext
+from irem.solvers.transforms.momentum import Momentum
 
 DT = torch.float64
+
+
+def restarted(velocity: Tensor, g: Tensor, segment: Tensor | None, n: int) -> Tensor:
+    """The velocity Momentum(restart=True) keeps after a move `velocity` that led to gradient `g`."""
+    state: dict[str, Tensor] = {}
+    ctx = StepContext(velocity, g, torch.ones(n, dtype=DT), 1, 1, segment, n, None)
+    Momentum(0.5, restart=True).after(state, velocity, torch.ones(n, dtype=torch.bool), g, ctx)
+    return state["velocity"]
 
 
 def test_restart_zeroes_the_velocity_of_instances_whose_gradient_points_along_it() -> None:
     velocity = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [3.0, -1.0]], dtype=DT)
     g = torch.tensor([[0.5, 9.0], [-1.0, -1.0], [1.0, 0.0], [1.0, 3.0]], dtype=DT)  # g.v: 0.5, -2, 0, 0
-    out = DescentStep.restart_velocity(velocity, g, None, 4)
+    out = restarted(velocity, g, None, 4)
     torch.testing.assert_close(out, torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 2.0], [3.0, -1.0]], dtype=DT))
     # segmented answers (graphs): the inner product is per instance, over all its rows
     segment = torch.tensor([0, 0, 1, 1])
-    out = DescentStep.restart_velocity(velocity, g, segment, 2)
+    out = restarted(velocity, g, segment, 2)
     torch.testing.assert_close(out[:2], velocity[:2])  # 0.5 - 2 < 0: kept
     torch.testing.assert_close(out[2:], velocity[2:])  # 0 + 0: kept
-    out = DescentStep.restart_velocity(velocity, -g, segment, 2)
+    out = restarted(velocity, -g, segment, 2)
     torch.testing.assert_close(out[:2], torch.zeros(2, 2, dtype=DT))
     torch.testing.assert_close(out[2:], velocity[2:])
 
@@ -142,7 +151,7 @@ def test_wrappers_read_the_descent_through_its_declared_interface() -> None:
             raise AssertionError("never reached")
 
     energy, x, y0 = quadratic()
-    with pytest.raises(TypeError, match="StepSolver"):
+    with pytest.raises(TypeError, match="AdaptiveDescent wraps descent solvers whose solve the one loop runs"):
         AdaptiveDescent(NotAStepper(), max_steps=3).solve(energy, x, y0)
     with pytest.raises(TypeError, match="no step size to scale"):
         NotAStepper().scaled_step(0.5)

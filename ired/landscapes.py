@@ -4,7 +4,7 @@ IRED trains K energy landscapes at once, landscape k seeing answers noised to th
 cosine diffusion schedule (k = K-1 the smoothest, k = 0 the sharpest), and solves by descending
 them from the smoothest to the sharpest. The schedule is the one place that turns a landscape
 index into its noise level, its descent step and its clamp, so the objective that trains the
-landscapes (objectives/ired.py) and the solver that descends them (solvers/annealed.py) cannot
+landscapes (ired/objective.py) and the solver that descends them (ired/annealed.py) cannot
 disagree. The embedding turns an index into a per-unit gain and bias (FiLM), how an energy
 network becomes a family of landscapes with one set of weights.
 
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from irem.energy import EnergyFunction
 from irem.problem import per_row
+from irem.schedules import cosine_betas
 
 DEFAULT_LANDSCAPES = 10
 DEFAULT_CLAMP = 2.0  # IRED's range for continuous answers; +-1 answers (Sudoku) use 1
@@ -48,11 +49,7 @@ class LandscapeSchedule:
 
     @cached_property
     def betas(self) -> Tensor:
-        k = self.landscapes
-        x = torch.linspace(0, k, k + 1, dtype=torch.float64)
-        f = torch.cos(((x / k) + self.offset) / (1 + self.offset) * math.pi * 0.5) ** 2
-        f = f / f[0]
-        return (1 - f[1:] / f[:-1]).clip(0, 0.999)
+        return cosine_betas(self.landscapes, self.offset)
 
     @cached_property
     def alpha_bar(self) -> Tensor:

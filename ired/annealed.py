@@ -1,6 +1,6 @@
 """Annealed descent over IRED's landscapes (solver=annealed): smoothest first, sharpest last.
 
-IRED (Du et al. 2024) solves by descending a family of energy landscapes (irem/landscapes.py),
+IRED (Du et al. 2024) solves by descending a family of energy landscapes (ired/landscapes.py),
 from the smoothest (K-1), where one basin holds every plausible answer, to the sharpest (0),
 where the answer settles. On each landscape it takes a denoising jump (the energy's gradient
 read as the noise, IRED's p_sample) and then steps kept per instance only if they lower that
@@ -19,7 +19,6 @@ task's own (the reference draws N(0, 1) in the scaled variable, which the first 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,9 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from irem.config import SettingError
 from irem.energy import EnergyFunction
-from irem.landscapes import (
+from irem.errors import SettingError
+from irem.ired.landscapes import (
     DEFAULT_CLAMP,
     DEFAULT_LANDSCAPES,
     LandscapeSchedule,
@@ -38,9 +37,13 @@ from irem.landscapes import (
     landscapes_of,
     spread_budget,
 )
-from irem.problem import AnswerConstraint, SolveResult, Status
-from irem.solver import Solver, SolveRequest
+from irem.problem import AnswerConstraint
+from irem.solver import SolveRequest
+from irem.solvers.descent import PhasedSolver, Plan
+from irem.solvers.loop import Phase
 from irem.solvers.step import DescentStep
+from irem.solvers.transform import finite, require
+from irem.solvers.transforms.accept import AcceptIfLower
 
 
 def clamped(constraint: AnswerConstraint | None, bound: float | None) -> AnswerConstraint | None:
@@ -61,16 +64,11 @@ def clamped(constraint: AnswerConstraint | None, bound: float | None) -> AnswerC
 def landscape_step(size: Tensor, accept_if_lower: bool, grad_tol: float | None = None) -> DescentStep:
     """A step of `size` on one landscape, as IRED takes it: no schedule within the landscape, and a
     rejected step not shrunk (the solver and objective=ired's negatives both step this way)."""
-    return DescentStep(
-        log_step_size=size.log(),
-        multiplier=lambda t, budget: 1.0,  # noqa: ARG005
-        accept_if_lower=accept_if_lower,
-        shrink=1.0,
-        grad_tol=grad_tol,
-    )
+    chain = [AcceptIfLower(shrink=1.0)] if accept_if_lower else []
+    return DescentStep(size.log(), chain, grad_tol=grad_tol)
 
 
-class AnnealedDescent(Solver):
+class AnnealedDescent(PhasedSolver):
     """Descend landscapes K-1 .. 0 of a landscape-conditioned energy, `steps_per_landscape` each.
 
     `landscapes`: K, null (the default) for the energy's own count, read once when the solver is
@@ -99,16 +97,27 @@ class AnnealedDescent(Solver):
         super().__init__()
         if landscapes is not None:
             LandscapeSchedule(landscapes)  # refuses a bad count
-        if isinstance(steps_per_landscape, bool) or not isinstance(steps_per_landscape, int) or steps_per_landscape < 1:
-            raise ValueError(
-                f"AnnealedDescent: steps_per_landscape must be a whole number >= 1, got {steps_per_landscape!r}."
-            )
-        if not (math.isfinite(step_scale) and step_scale > 0):
-            raise ValueError(f"AnnealedDescent: step_scale must be a finite number > 0, got {step_scale}.")
-        if clamp is not None and not (math.isfinite(clamp) and clamp > 0):
-            raise ValueError(f"AnnealedDescent: clamp must be null (no clamp) or a number > 0, got {clamp}.")
-        if grad_tol is not None and not (math.isfinite(grad_tol) and grad_tol >= 0):
-            raise ValueError(f"AnnealedDescent: grad_tol must be null or a number >= 0, got {grad_tol}.")
+        owner = "AnnealedDescent"
+        require(
+            not isinstance(steps_per_landscape, bool)
+            and isinstance(steps_per_landscape, int)
+            and steps_per_landscape >= 1,
+            owner,
+            "steps_per_landscape",
+            "a whole number >= 1",
+            steps_per_landscape,
+        )
+        require(finite(step_scale) and step_scale > 0, owner, "step_scale", "a finite number > 0", step_scale)
+        require(
+            clamp is None or (finite(clamp) and clamp > 0), owner, "clamp", "null (no clamp) or a number > 0", clamp
+        )
+        require(
+            grad_tol is None or (finite(grad_tol) and grad_tol >= 0),
+            owner,
+            "grad_tol",
+            "null or a number >= 0",
+            grad_tol,
+        )
         self.given_landscapes = None if landscapes is None else int(landscapes)  # None: the energy's
         self.landscapes = self.given_landscapes  # the count of the energy last given (`for_energy`)
         self.steps_per_landscape = int(steps_per_landscape)
@@ -118,6 +127,15 @@ class AnnealedDescent(Solver):
         self.clamp = None if clamp is None else float(clamp)
         self.grad_tol = grad_tol
         self._factor = 1.0  # best-of-N restarts scale every step (`scaled_step`)
+
+    @staticmethod
+    def upgrade_config(node: dict, root: dict) -> dict:
+        """A saved solver that repeated its energy's landscape count reads it from the energy now."""
+        if node.get("landscapes") is not None and node.get("landscapes") == (root.get("energy") or {}).get(
+            "landscapes"
+        ):
+            return {**node, "landscapes": None}
+        return node
 
     @property
     def schedule(self) -> LandscapeSchedule:
@@ -170,7 +188,10 @@ class AnnealedDescent(Solver):
         self.landscapes = have
         return self
 
-    def run(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> SolveResult:
+    def plan(self, energy: EnergyFunction, x: Any, y0: Tensor, budget: int | None, request: SolveRequest) -> Plan:
+        """One phase per landscape with a share of the budget (the sharpest always), smoothest first:
+        its view of the energy, IRED's jump as its first step, then its accept-if-lower steps; every
+        answer clamped (and the problem's fixed entries re-applied) after each step."""
         if request.differentiable:
             raise ValueError(
                 "solver=annealed is an inference solver: no loss is differentiated through it. Train its energy "
@@ -178,77 +199,18 @@ class AnnealedDescent(Solver):
             )
         self.for_energy(energy)
         T = self.max_steps if budget is None else int(budget)
-        if T < 0:
-            raise ValueError(f"AnnealedDescent: budget must be >= 0, got {T}.")
-        wanted = set(request.snapshots)
-        if any(s < 0 or s > T for s in wanted):
-            raise ValueError(f"AnnealedDescent: snapshots {sorted(wanted)} must lie in [0, budget={T}].")
-        shares = spread_budget(T, self.landscapes)
         schedule = self.schedule
-        constraint = clamped(request.constraint, self.clamp)
-        landscape_request = replace(request, constraint=constraint)
-        segment = request.segment
-        with torch.no_grad():
-            x = energy.prepare(x)
-        y = y0.detach()
-        steps = status = None
-        done = 0  # steps taken so far, for the snapshots on the path
-        taken: dict[int, Tensor] = {}
-        history: list[Tensor] | None = [] if request.record_history else None
-        trajectory: list[Tensor] | None = [] if request.record_trajectory else None
-        landscape_of: Tensor | None = None
-        for k in reversed(range(self.landscapes)):
-            share, last = shares[k], k == 0
+        phases = []
+        for k, share in reversed(list(enumerate(spread_budget(max(T, 0), self._count())))):
+            last = k == 0
             if share == 0 and not last:
                 continue
-            view = LandscapeView(energy, schedule, k, segment)
             opt = self._step(
                 schedule.answer_step(k, self.step_scale), self.accept_if_lower, self.grad_tol if last else None
             )
-            jump = self._step(schedule.jump_step(k), False)
-            s = opt.start(view, x, y, landscape_request, need_grad=share > 0, create_graph=False)
-            if status is None:
-                steps = torch.zeros(s.n, dtype=torch.long, device=s.e.device)
-                status = torch.full((s.n,), int(Status.MAX_STEPS), dtype=torch.long, device=s.e.device)
-                landscape_of = torch.full((s.n,), k, dtype=torch.long, device=s.e.device)
-                if 0 in wanted:
-                    taken[0] = s.y.detach()
-            earlier = status == int(Status.DIVERGED)
-            s.stop(earlier, Status.DIVERGED)  # an instance that diverged on a smoother landscape stays put
-            if history is not None:
-                history.append(s.e.detach())
-            for i in range(1, share + 1):
-                if not s.any_active():
-                    break
-                step = jump if (self.jump and i == 1) else opt
-                step.step(s, view, x, i, share, request.generator, need_grad=not (last and i == share))
-                done += 1
-                if history is not None:
-                    history.append(s.e.detach())
-                if trajectory is not None:
-                    trajectory.append(s.y.detach())
-                if done in wanted:
-                    taken[done] = s.y.detach()
-            steps = steps + s.steps
-            landscape_of = torch.where(earlier, landscape_of, torch.full_like(landscape_of, k))
-            diverged = s.status == int(Status.DIVERGED)
-            status = s.status.clone() if last else torch.where(diverged, s.status, status)
-            y = s.y.detach()
-        for b in wanted:
-            taken.setdefault(b, y)
-        e = torch.where(status == int(Status.DIVERGED), torch.full_like(s.e, math.nan), s.e.detach())
-        used = sum(1 for k, v in enumerate(shares) if v > 0 or k == 0)  # landscapes whose start was evaluated
-        return SolveResult(
-            y=y,
-            steps=steps,
-            status=status,
-            energy=e,
-            best_y=s.handed_out_best_y(),
-            best_energy=s.reported_best_energy(),
-            best_step=s.best_step,
-            energy_history=torch.stack(history) if history is not None else None,
-            trajectory=trajectory,
-            snapshots=taken,
-            evaluations=steps + used,
-            landscape=landscape_of,
-        )
+            jump = self._step(schedule.jump_step(k), False) if self.jump else None
+            phases.append(
+                Phase(LandscapeView(energy, schedule, k, request.segment), opt, share, first=jump, landscape=k)
+            )
+        constrained = replace(request, constraint=clamped(request.constraint, self.clamp))
+        return Plan(phases, T, constrained, report_step_size=False, owner=type(self).__name__)

@@ -1,6 +1,6 @@
 """IRED's training objective (objective=ired): denoise each landscape and rank the truth below a negative.
 
-IRED (Du, Mao, Tenenbaum, ICML 2024) trains a family of K energy landscapes (irem/landscapes.py)
+IRED (Du, Mao, Tenenbaum, ICML 2024) trains a family of K energy landscapes (ired/landscapes.py)
 with no descent to differentiate through. Each example draws one landscape k and its truth is
 noised to that landscape's level, z = sqrt(abar_k) y* + sqrt(1 - abar_k) eps. The denoising term
 asks the energy's gradient at z to be the noise eps (as a diffusion model's noise prediction),
@@ -9,8 +9,9 @@ The contrastive term is a cross-entropy over -[E(positive), E(negative)]: the po
 noised truth, the negative the same noise on a wrong answer, either the task's corruption
 (`Task.corrupt`: a few wrong cells of a Sudoku) or a truth noised three times as much and moved
 by two accept-if-lower steps on its landscape, then clamped (continuous answers). Fixed entries
-are kept at their values throughout. The descent uses the shared step (solvers/step.py) on each
-instance's landscape, so the negative is where the inference solver would go.
+are kept at their values throughout. The negative's descent is the one loop (solvers/loop.py)
+with IRED's landscape step, each instance on its own landscape, so the negative is where the
+inference solver would go.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import math
 import torch
 from torch import Tensor
 
-from irem.config import SettingError
 from irem.energy import EnergyFunction, describe
-from irem.landscapes import DEFAULT_CLAMP, LandscapeSchedule, LandscapeView, landscapes_of
+from irem.errors import SettingError
+from irem.ired.annealed import clamped, landscape_step
+from irem.ired.landscapes import DEFAULT_CLAMP, LandscapeSchedule, LandscapeView, landscapes_of
 from irem.objective import Objective, ObjectiveResult, TrainingBatch
 from irem.problem import AnswerConstraint, Problem, per_instance_mean, per_row
 from irem.solver import Solver, SolveRequest
-from irem.solvers.annealed import clamped, landscape_step
+from irem.solvers.loop import Phase, descend
 from irem.task import Task
 
 
@@ -149,11 +151,9 @@ class IREDObjective(Objective):
         constraint = clamped(problem.constraint, self.clamp)
         view = LandscapeView(energy, schedule, k, segment)
         step = landscape_step(torch.ones((), device=y_star.device), accept_if_lower=True)
-        x_fixed = x.detach() if isinstance(x, Tensor) else x
+        phase = Phase(view, step, self.negative_steps, lr=schedule.answer_step(k))  # each on its own landscape
         request = SolveRequest(segment=segment, constraint=constraint)
-        s = step.start(view, x_fixed, start.detach(), request, need_grad=self.negative_steps > 0, create_graph=False)
-        s.lr = schedule.answer_step(k).to(s.lr)  # each instance's step on its own landscape
-        for t in range(1, self.negative_steps + 1):
-            step.step(s, view, x_fixed, t, self.negative_steps, need_grad=t < self.negative_steps)
-        y = s.y.detach()
+        x_fixed = x.detach() if isinstance(x, Tensor) else x
+        result = descend([phase], x_fixed, start.detach(), request, budget=self.negative_steps, prepared=True)
+        y = result.y.detach()
         return y if self.clamp is None else y.clamp(-self.clamp, self.clamp)

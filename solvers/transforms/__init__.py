@@ -1,0 +1,1 @@
+"""The descent transforms (solvers/transform.py has the contract), one small file each."""
