@@ -71,7 +71,7 @@ from torch import Tensor  # noqa: E402
 from irem import build  # noqa: E402
 from irem.checkpoint import run_checkpoint  # noqa: E402
 from irem.energy import EnergyFunction  # noqa: E402
-from irem.evaluation import eval_generator  # noqa: E402
+from irem.seeds import eval_generator  # noqa: E402
 from irem.solver import Solver  # noqa: E402
 from irem.solver_settings import apply_solver_settings  # noqa: E402
 from irem.solvers.adaptive import AdaptiveDescent  # noqa: E402

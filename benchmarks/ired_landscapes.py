@@ -31,10 +31,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from irem import build  # noqa: E402
 from irem.checkpoint import run_checkpoint  # noqa: E402
-from irem.evaluation import eval_generator  # noqa: E402
 from irem.ired.landscapes import LandscapeSchedule, landscapes_of, spread_budget  # noqa: E402
 from irem.ired.objective import IREDObjective, with_fixed  # noqa: E402
 from irem.problem import per_row  # noqa: E402
+from irem.seeds import eval_generator  # noqa: E402
 
 
 def ranking(task, model, problem, objective: IREDObjective, seed: int) -> list[float]:

@@ -26,8 +26,8 @@ import torch
 from omegaconf import open_dict
 
 from irem.build import build_model, build_task, load_run
-from irem.evaluation import eval_generator
 from irem.problem import per_instance_mean
+from irem.seeds import eval_generator
 
 TRAIN_HINT = (
     "irem-train experiment=irem_lowrank trainer.iterations=2000 threads=1 hydra.run.dir={run}   "

@@ -43,7 +43,7 @@ import torch
 
 from irem.build import load_run
 from irem.checkpoint import run_checkpoint
-from irem.evaluation import eval_generator
+from irem.seeds import eval_generator
 from irem.solvers.best_of_n import BestOfN
 from irem.solvers.descent import Descent
 from irem.solvers.transforms.accept import AcceptIfLower

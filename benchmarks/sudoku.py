@@ -48,8 +48,8 @@ from scipy.stats import spearmanr
 
 from irem.build import load_run
 from irem.checkpoint import run_checkpoint
-from irem.evaluation import eval_generator
 from irem.problem import Problem
+from irem.seeds import eval_generator
 from irem.solvers.adaptive import AdaptiveDescent
 from irem.solvers.best_of_n import BestOfN
 from irem.solvers.halting import EnergyPlateau, Verified

@@ -38,7 +38,7 @@ from scipy.stats import pearsonr, spearmanr  # noqa: E402
 
 from irem.build import load_run  # noqa: E402
 from irem.energy_model import EnergyModel  # noqa: E402
-from irem.evaluation import eval_generator  # noqa: E402
+from irem.seeds import eval_generator  # noqa: E402
 from irem.solvers.adaptive import AdaptiveDescent  # noqa: E402
 from irem.solvers.best_of_n import BestOfN  # noqa: E402
 from irem.solvers.halting import EnergyPlateau  # noqa: E402

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from irem.build import load_run
-from irem.evaluation import eval_generator
 from irem.predictor import Predictor
+from irem.seeds import eval_generator
 from irem.task import Task
 
 ROOT = Path(__file__).resolve().parent.parent

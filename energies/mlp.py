@@ -21,6 +21,7 @@ Both are off by default, so IREM checkpoints and results are unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,8 +29,30 @@ from torch import Tensor, nn
 from irem.energy import EnergyFunction
 from irem.ired.landscapes import LandscapeEmbedding
 from irem.networks.mlp import mlp
+from irem.resolve import resolve
 
-HEADS = ("scalar", "squared_norm")
+
+class ScalarHead:
+    """One output: the energy itself."""
+
+    def width(self, y_dim: int) -> int:
+        return 1
+
+    def __call__(self, h: Tensor) -> Tensor:
+        return h.squeeze(-1)
+
+
+class SquaredNormHead:
+    """IRED's E = ||f(x, y)||^2 over an output the size of the answer."""
+
+    def width(self, y_dim: int) -> int:
+        return y_dim
+
+    def __call__(self, h: Tensor) -> Tensor:
+        return h.pow(2).sum(-1)
+
+
+HEADS = {"scalar": ScalarHead(), "squared_norm": SquaredNormHead()}
 
 
 @dataclass(frozen=True)
@@ -60,11 +83,10 @@ class MLPEnergy(EnergyFunction):
         depth: int = 3,
         activation: str = "swish",
         landscapes: int = 0,
-        head: str = "scalar",
+        head: str | Any = "scalar",
     ) -> None:
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"MLPEnergy: unknown head '{head}'. Valid choices: {', '.join(HEADS)}.")
+        self.read_out = resolve(head, HEADS, "MLPEnergy head")
         if isinstance(landscapes, bool) or not isinstance(landscapes, int) or landscapes < 0:
             raise ValueError(
                 f"MLPEnergy: landscapes must be a whole number >= 0 (0: one landscape), got {landscapes!r}."
@@ -72,7 +94,7 @@ class MLPEnergy(EnergyFunction):
         self.x_dim, self.y_dim = int(x_dim), int(y_dim)
         self.head = head
         self.landscapes = int(landscapes)
-        self.net = mlp(self.x_dim + self.y_dim, width, depth, self.y_dim if head == "squared_norm" else 1, activation)
+        self.net = mlp(self.x_dim + self.y_dim, width, depth, self.read_out.width(self.y_dim), activation)
         if self.landscapes:
             self.landscape = LandscapeEmbedding(self.landscapes, [width] * (depth - 1))
 
@@ -109,7 +131,7 @@ class MLPEnergy(EnergyFunction):
         else:
             for layer in self.net[1:]:
                 h = layer(h)
-        return h.pow(2).sum(-1) if self.head == "squared_norm" else h.squeeze(-1)
+        return self.read_out(h)
 
     def _conditioned(self, h: Tensor, landscape: int | Tensor) -> Tensor:
         """The layers after the first, each hidden linear layer's output scaled and shifted by the

@@ -90,7 +90,7 @@ def check_config(cfg: DictConfig) -> None:
     makes the output folder and each command again first thing (a multirun skips precheck), so a
     bad value is refused in seconds, never after minutes of training."""
     from irem.config import EvalConfig, TrainerConfig
-    from irem.trainer import resolve_device
+    from irem.device import resolve_device
 
     if cfg.get("trainer") is not None:
         TrainerConfig(**to_container(cfg.trainer))
@@ -234,7 +234,7 @@ def _train(cfg: DictConfig) -> None:
 
 
 def _train_locked(cfg: DictConfig, out_dir: str) -> None:
-    from irem.trainer import TrainingDiverged
+    from irem.errors import TrainingDiverged
 
     try:
         task, model, trainer = _fit(cfg, out_dir)
@@ -262,8 +262,8 @@ def describe_model(model: Predictor, label: str | None = None) -> str:
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def _evaluate(cfg: DictConfig) -> None:
     from irem.build import build_solver, load_run
+    from irem.device import resolve_device
     from irem.solver_settings import set_solver_settings
-    from irem.trainer import resolve_device
 
     setup(cfg)
     try:
@@ -289,9 +289,10 @@ def _evaluate(cfg: DictConfig) -> None:
 @hydra.main(config_path=CONFIG_DIR, config_name="study", version_base="1.3")
 def _study(cfg: DictConfig) -> None:
     from irem.build import build_task, load_run
+    from irem.device import resolve_device
+    from irem.errors import TrainingDiverged
     from irem.solver_settings import set_solver_settings
     from irem.study_command import ignored_overrides, preflight, run, training_config
-    from irem.trainer import TrainingDiverged, resolve_device
 
     setup(cfg)
     out_dir = HydraConfig.get().runtime.output_dir

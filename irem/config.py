@@ -105,10 +105,10 @@ class TrainerConfig:
     iterations: int = 300
     batch_size: int = 512
     lr: float = 1e-4
-    optimizer: str = "adam"  # adam or adamw (decoupled weight decay)
+    optimizer: str = "adam"  # adam, adamw (decoupled weight decay) or sgd; library code may pass the class
     weight_decay: float = 0.0
     warmup: int = 0  # iterations of linear learning-rate warm-up
-    lr_schedule: str = "constant"  # constant or cosine (decay to min_lr_fraction * lr after warm-up)
+    lr_schedule: str = "constant"  # constant, linear, cosine or exponential, to min_lr_fraction * lr after warm-up
     min_lr_fraction: float = 0.1
     grad_clip: float | None = None
     log_every: int = 25

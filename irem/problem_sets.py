@@ -10,7 +10,6 @@ difficulty" at levels the splits do not cover.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from torch import Tensor
 
 from irem.errors import SettingError
 from irem.problem import Problem
+from irem.seeds import set_generator
 from irem.task import Task
 
 
@@ -36,12 +36,6 @@ class LevelSet:
     problem: Problem
     levels: Tensor  # the level of each instance
     difficulty: Tensor  # what the task records per instance (condition number, node count), else the level
-
-
-def set_generator(seed: int, name: str) -> torch.Generator:
-    """A generator per set and purpose, so a level's instances do not depend on the other levels
-    (crc32, not hash(): the same in every process)."""
-    return torch.Generator().manual_seed(10_000 * (int(seed) + 1) + zlib.crc32(name.encode()) % 10_000)
 
 
 def level_name(level: float) -> str:

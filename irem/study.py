@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from irem.errors import SettingError
 from irem.predictor import Predictor, check_budgets
 from irem.problem import Problem, SolveResult, Status
-from irem.problem_sets import LevelSet, make_sets, set_generator
+from irem.problem_sets import LevelSet, make_sets
+from irem.seeds import set_generator
 from irem.solver import Solver
 from irem.solver_settings import solver_settings
 from irem.task import Task

@@ -8,7 +8,6 @@ seed of their own, so no training run can ever draw them.
 from __future__ import annotations
 
 import abc
-import zlib
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -16,16 +15,10 @@ import torch
 from torch import Tensor
 
 from irem.problem import AnswerConstraint, Problem, per_instance_mean, per_instance_sum
+from irem.seeds import split_generator
 
 SPLITS = ("train", "val", "test", "harder")
 ANSWER_KINDS = ("continuous", "categorical")
-
-
-def split_generator(split_seed: int, name: str) -> torch.Generator:
-    """The generator of the fixed split `name`: seeded from the task's `split_seed` and the name,
-    so every split has its own stream and no training run can draw it. crc32 rather than hash():
-    stable across processes, so a split is the same everywhere."""
-    return torch.Generator().manual_seed(int(split_seed) * 1000 + zlib.crc32(name.encode()) % 1000)
 
 
 def per_instance_level(level: float | Tensor, n: int) -> Tensor:

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from irem.problem import Problem, per_instance_mean
-from irem.task import Task, per_instance_level, split_generator
+from irem.seeds import split_generator
+from irem.task import Task, per_instance_level
 
 # Photographs bundled in the scikit-image wheel (checked offline with scikit-image 0.26; `cat` is
 # `chelsea` again and `stereo_motorcycle` a pair of near-identical views, of which the left is used).

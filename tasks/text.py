@@ -39,7 +39,8 @@ import torch
 from torch import Tensor
 
 from irem.problem import Problem
-from irem.task import Task, split_generator
+from irem.seeds import split_generator
+from irem.task import Task
 
 VOCAB_SIZE = 256  # bytes
 

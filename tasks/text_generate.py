@@ -49,10 +49,10 @@ from tqdm.auto import tqdm
 from irem.build import build_solver, load_run
 from irem.cli import CONFIG_DIR, precheck, setup
 from irem.config import DEFAULT_THREADS
+from irem.device import resolve_device
 from irem.predictor import Predictor
 from irem.run_guard import claim_output_dir
 from irem.task import Task
-from irem.trainer import resolve_device
 
 
 @dataclass

@@ -17,11 +17,11 @@ from irem.config import TrainerConfig
 from irem.ema import WeightEMA, tracked_tensors
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
-from irem.errors import SettingError
+from irem.errors import SettingError, TrainingDiverged
 from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Inverse
-from irem.trainer import Trainer, TrainingDiverged
+from irem.trainer import Trainer
 
 
 def tiny_trainer(out_dir: Path, iterations: int, init_seed: int = 0, **kwargs) -> Trainer:

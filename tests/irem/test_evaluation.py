@@ -11,9 +11,10 @@ import torch
 
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
-from irem.evaluation import eval_generator, evaluate
+from irem.evaluation import evaluate
 from irem.objectives.irem import IREMObjective
 from irem.records import write_results
+from irem.seeds import eval_generator
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tables import format_table
 from irem.tasks.matrix import Inverse

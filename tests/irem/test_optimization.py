@@ -11,9 +11,21 @@ import torch
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
 from irem.objectives.irem import IREMObjective
+from irem.schedules import Schedule, warmup_then
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.matrix import Inverse
-from irem.trainer import Trainer, lr_factor
+from irem.trainer import Trainer
+
+
+def lr_factor(
+    step: int,
+    total: int,
+    warmup: int = 0,
+    schedule: str = "constant",
+    min_fraction: float = 0.1,
+    time_fraction: float = 0.0,
+) -> float:
+    return warmup_then(Schedule(schedule, min_fraction), step, total, warmup, time_fraction)
 
 
 def test_warmup_rises_linearly_then_cosine_falls_to_the_floor() -> None:
@@ -63,9 +75,9 @@ def test_warmup_sets_the_rate_of_each_step(tmp_path) -> None:
 
 def test_unknown_optimizer_and_schedule_list_the_choices(tmp_path) -> None:
     task, m = model(learnable=False)
-    with pytest.raises(ValueError, match="Unknown optimizer 'sgd'. Valid choices: adam, adamw"):
-        Trainer(task, m, tmp_path, optimizer="sgd")
-    with pytest.raises(ValueError, match="Unknown lr_schedule 'step'. Valid choices: constant, cosine"):
+    with pytest.raises(ValueError, match="Unknown optimizer 'lion'. Valid choices: adam, adamw, sgd"):
+        Trainer(task, m, tmp_path, optimizer="lion")
+    with pytest.raises(ValueError, match="Unknown lr_schedule 'step'. Valid choices: constant, linear, cosine, expon"):
         Trainer(task, m, tmp_path, lr_schedule="step")
     with pytest.raises(ValueError, match="step_lr_multiplier must be positive"):
         EnergyModel(MLPEnergy(**task.dims(), width=4), GradientDescent(), IREMObjective(), step_lr_multiplier=0.0)

@@ -272,6 +272,6 @@ def test_library_defaults_are_the_config_schemas(out_dir) -> None:
     trainer = Trainer(task, tiny_model(task), out_dir)
     defaults = TrainerConfig()
     for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "val_every", "warmup", "time_limit"):
-        assert getattr(trainer, name) == getattr(defaults, name), name
+        assert getattr(trainer.settings, name) == getattr(defaults, name), name
     assert trainer.optimizer.param_groups[0]["lr"] == defaults.lr
     assert {f.name for f in fields(TrainerConfig)} >= {"iterations", "checkpoint_every", "lr"}

@@ -19,8 +19,8 @@ from commands import finish, start
 from irem.build import build_model, build_task
 from irem.cli import _fit, precheck
 from irem.config import EvalConfig
+from irem.device import resolve_device
 from irem.errors import SettingError
-from irem.trainer import resolve_device
 
 # A run that would train at once if nothing refused it: one iteration, a small batch.
 QUICK = ("trainer.iterations=1", "trainer.batch_size=8", "trainer.progress=false", "task.test_size=8")

@@ -13,7 +13,7 @@ from tiny_runs import tiny_trainer
 
 from irem.build import load_run
 from irem.checkpoint import CheckpointError, load, non_finite_tensors, save_atomic
-from irem.trainer import TrainingDiverged
+from irem.errors import TrainingDiverged
 
 
 def test_lr_10_stops_without_nan_weights_in_the_checkpoint(out_dir: Path) -> None:

@@ -14,7 +14,8 @@ from commands import finish, start
 from tiny_runs import TRAIN, same_tensors, tiny_trainer
 
 from irem.checkpoint import load
-from irem.trainer import Trainer, TrainingInterrupted
+from irem.errors import TrainingInterrupted
+from irem.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
