@@ -17,12 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from irem.checkpoint import check_finite_weights, load_or_point_back, run_checkpoint
-from irem.config import CONFIG_DIR, check_node, locate, required_keys, valid_keys
+from irem.config import CONFIG_DIR, check_node, required_keys, valid_keys
 from irem.energy import EnergyFunction, check_energy_fits
 from irem.energy_model import EnergyModel
 from irem.errors import SettingError
 from irem.objective import Objective
 from irem.predictor import Predictor
+from irem.run_identity import upgrade_config
 from irem.solver import Solver
 from irem.task import Task
 
@@ -118,70 +119,6 @@ def build_solver(cfg: DictConfig) -> Solver:
 
 def build_objective(cfg: DictConfig) -> Objective:
     return _checked(cfg, "objective", Objective)
-
-
-# Settings of IREM's objective that configs written before the objective group kept under `model`.
-_MOVED_TO_OBJECTIVE = ("step_supervision", "input_stationarity")
-IREM_OBJECTIVE = "irem.objectives.irem.IREMObjective"
-# Plug-in folders that configs written before the namespaced install named at the top level.
-_RENAMED_PACKAGES = ("tasks.", "energies.", "solvers.", "baselines.")
-# Modules that moved: a saved `_target_` under the old prefix is read under the new one.
-_MOVED_MODULES = {
-    "irem.solvers.annealed.": "irem.ired.annealed.",
-    "irem.objectives.ired.": "irem.ired.objective.",
-}
-
-
-def _renamed_targets(node: Any) -> Any:
-    """`_target_: tasks.matrix.Inverse` as `irem.tasks.matrix.Inverse` (and a moved module's class under
-    its new module), everywhere in a config."""
-    if isinstance(node, dict):
-        out = {k: _renamed_targets(v) for k, v in node.items()}
-        target = out.get("_target_")
-        if isinstance(target, str) and target.startswith(_RENAMED_PACKAGES):
-            target = out["_target_"] = f"irem.{target}"
-        for old, new in _MOVED_MODULES.items():
-            if isinstance(target, str) and target.startswith(old):
-                out["_target_"] = new + target.removeprefix(old)
-        return out
-    if isinstance(node, list):
-        return [_renamed_targets(v) for v in node]
-    return node
-
-
-def _upgraded_nodes(node: Any, root: dict) -> Any:
-    """Each `_target_` node as its class reads it today: a class whose config changed form offers
-    `upgrade_config(node, root)` (GradientDescent's flat flags as a Descent's transforms)."""
-    if isinstance(node, list):
-        return [_upgraded_nodes(v, root) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _upgraded_nodes(v, root) for k, v in node.items()}
-    target = out.get("_target_")
-    if isinstance(target, str):
-        try:
-            upgrade = getattr(locate(target), "upgrade_config", None)
-        except ValueError:  # a class that no longer exists: the build reports it
-            upgrade = None
-        if callable(upgrade):
-            out = upgrade(out, root)
-    return out
-
-
-def upgrade_config(cfg: DictConfig | dict) -> DictConfig:
-    """A saved config as today's code reads it, so older runs keep loading and resuming: plug-ins
-    named by their old top-level packages (or modules) get their current names, a class whose config
-    changed form upgrades its node (`_upgraded_nodes`), and a run saved before the objective
-    group (trained with IREM's objective, whose settings it kept under `model`) gets it."""
-    plain = OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
-    plain = _renamed_targets(plain)
-    plain = _upgraded_nodes(plain, plain)
-    if plain.get("objective") is None and plain.get("baseline") is None and "energy" in plain:
-        model = dict(plain.get("model") or {})
-        moved = {k: model.pop(k) for k in _MOVED_TO_OBJECTIVE if k in model}
-        plain["model"] = model
-        plain["objective"] = {"_target_": IREM_OBJECTIVE, **moved}
-    return OmegaConf.create(plain)
 
 
 def build_model(cfg: DictConfig, task: Task) -> Predictor:

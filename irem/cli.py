@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import MISSING as NO_DEFAULT
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +36,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from irem.config import (
     CONFIG_DIR,
     TrainerConfig,
-    constructor_default,
     register_schemas,
     to_container,
     typed_value_message,
     valid_keys,
 )
 from irem.errors import SettingError, unknown_key_message
+from irem.run_identity import register_resolvers, same_run
 
 if TYPE_CHECKING:
     from irem.predictor import Predictor
@@ -52,20 +50,7 @@ if TYPE_CHECKING:
     from irem.trainer import Trainer
 
 register_schemas()
-
-# Keys that may change between a run and its resumption without making it a different run.
-RESUMABLE = (
-    "trainer.iterations",
-    "trainer.time_limit",
-    "trainer.progress",
-    "trainer.log_every",
-    "trainer.checkpoint_every",
-    "eval",
-    "resume",
-    "threads",
-    "device",
-    "overwrite_dir",
-)
+register_resolvers()
 
 
 def setup(cfg: DictConfig) -> None:
@@ -89,7 +74,7 @@ def check_config(cfg: DictConfig) -> None:
     evaluation's ranges (irem/config.py's schemas) and the device. precheck runs it before Hydra
     makes the output folder and each command again first thing (a multirun skips precheck), so a
     bad value is refused in seconds, never after minutes of training."""
-    from irem.config import EvalConfig, TrainerConfig
+    from irem.config import EvalConfig
     from irem.device import resolve_device
 
     if cfg.get("trainer") is not None:
@@ -110,42 +95,6 @@ def _report(rows: list[dict], out_dir: str, title: str, task: Task, solves: bool
     if solves:
         print(format_solves(rows, title))
     print(f"results: {json_path} {csv_path}")
-
-
-def _same_run(saved: dict, current: dict) -> list[str]:
-    """Config keys that differ between a checkpoint and the command resuming it."""
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict):
-                out.update(flat(v, key + "."))
-            else:
-                out[key] = v
-        return out
-
-    def new_default(key: str) -> bool:
-        """A key the checkpoint predates (an option added to the code since), at its default: the
-        run it describes is the one the checkpoint continues."""
-        parent, _, name = key.rpartition(".")
-        if key in a:
-            return False
-        if parent == "trainer":  # a typed section: its defaults are TrainerConfig's fields
-            default = {f.name: f.default for f in fields(TrainerConfig)}.get(name, NO_DEFAULT)
-            return default is not NO_DEFAULT and default == b[key]
-        target = b.get(f"{parent}._target_" if parent else "_target_")
-        if not isinstance(target, str):
-            return False
-        try:
-            return constructor_default(target, name) == b[key]
-        except (ImportError, AttributeError, ValueError, TypeError):
-            return False
-
-    a, b = flat(saved), flat(current)
-    return sorted(
-        k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(RESUMABLE) and not new_default(k)
-    )
 
 
 def free_name(out_dir: str | Path) -> str:
@@ -182,8 +131,9 @@ def check_eval_sets(task: Task, splits: list[str], levels: list[float]) -> None:
 def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     """Build the run `cfg` describes and train it in `out_dir`, resuming a checkpoint of the same
     config (irem-train, and irem-study's own short training)."""
-    from irem.build import build_model, build_task, upgrade_config
+    from irem.build import build_model, build_task
     from irem.checkpoint import load_run_state, recover, run_checkpoint
+    from irem.run_identity import upgrade_config
     from irem.trainer import Trainer
 
     check_config(cfg)
@@ -194,7 +144,7 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     config = to_container(cfg)
     ckpt = run_checkpoint(out_dir)
     if cfg.resume and recover(ckpt) is not None:  # a corrupted last.pt falls back to previous.pt, with a note
-        differ = _same_run(to_container(upgrade_config(load_run_state(ckpt)["config"])), config)
+        differ = same_run(to_container(upgrade_config(load_run_state(ckpt)["config"])), config)
         if differ:
             raise SystemExit(
                 f"{ckpt} was written by a different config (differs in: {', '.join(differ)}). "
@@ -353,22 +303,38 @@ def _check_required(config_name: str, cfg: DictConfig, required: dict[str, str],
     raise SystemExit(2)
 
 
-def precheck(
-    config_name: str, argv: list[str], required: dict[str, str] | None = None, usage: str | None = None
-) -> None:
-    """Compose once before Hydra does, so a misspelt key is answered with the valid ones, a missing
-    mandatory key (`required`: what each holds; `usage`: an example command line) with what to
-    give, and a value out of range (check_config) before any output folder is made."""
-    from hydra import compose, initialize_config_dir
+NOT_ONE_RUN = ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info", "--hydra-help")
 
-    if any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info", "--hydra-help") for a in argv):
-        return
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+
+def compose_command(config_name: str, overrides: list[str]) -> DictConfig | None:
+    """The command's config as Hydra is about to compose it, with its `hydra` section (where the run
+    writes) resolvable; None when Hydra will refuse it (Hydra then says why)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            composed: DictConfig | None = compose(config_name, overrides=overrides)
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # for ${hydra:runtime.choices...} in the run's name
+            return cfg
     except Exception:
-        composed = None
+        return None
+
+
+def precheck(
+    config_name: str, argv: list[str], required: dict[str, str] | None = None, usage: str | None = None
+) -> DictConfig | None:
+    """Compose the command's config once, before Hydra does, so a misspelt key is answered with the
+    valid ones, a missing mandatory key (`required`: what each holds; `usage`: an example command
+    line) with what to give, and a value out of range (check_config) before any output folder is
+    made. The config, for the checks the command makes before Hydra runs it; None for a multirun or
+    a help flag (and where Hydra will report the line)."""
+    from hydra import compose, initialize_config_dir
+
+    if any(a in NOT_ONE_RUN for a in argv):
+        return None
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    composed = compose_command(config_name, overrides)
     grouped = [o for o in overrides if (Path(CONFIG_DIR) / o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]).is_dir()]
     if composed is not None:  # a group the config chooses (experiment=...) composed: only an added one is suspect
         grouped = [o for o in grouped if o.startswith("+")]
@@ -390,12 +356,13 @@ def precheck(
         except SettingError as err:
             print(f"{COMMANDS.get(config_name, config_name)}: {err}", file=sys.stderr)
             raise SystemExit(2) from None
-        return
+        return composed
     errors = _override_errors(config_name, overrides)
     for message in errors:
         print(message, file=sys.stderr)
     if errors:
         raise SystemExit(2)
+    return None
 
 
 def _override_errors(config_name: str, overrides: list[str]) -> list[str]:
@@ -455,13 +422,13 @@ def _override_errors(config_name: str, overrides: list[str]) -> list[str]:
 
 
 def train() -> None:
-    from irem.run_guard import check_train_target, composed, exit_status, holding_run_dir, planned_output_dir
+    from irem.run_guard import check_train_target, exit_status, holding_run_dir
 
-    precheck("train", sys.argv[1:])
-    out_dir = planned_output_dir("train", sys.argv[1:]) if int(os.environ.get("RANK", "0")) == 0 else None
+    cfg = precheck("train", sys.argv[1:])
+    out_dir = Path(str(cfg.hydra.run.dir)) if cfg is not None and int(os.environ.get("RANK", "0")) == 0 else None
     if out_dir is not None:
         try:
-            check_train_target(out_dir, bool((composed("train", sys.argv[1:]) or {}).get("overwrite_dir", False)))
+            check_train_target(out_dir, bool(cfg.overwrite_dir))
         except SettingError as err:
             raise SystemExit(f"irem-train: {err}") from None
     try:
@@ -477,22 +444,22 @@ def train() -> None:
 def evaluate() -> None:
     from irem.run_guard import check_eval_target, claim_output_dir
 
-    precheck("evaluate", sys.argv[1:])
-    try:  # before Hydra creates <run_dir>/eval/<time>/
-        check_eval_target("evaluate", sys.argv[1:])
-    except SettingError as err:
-        raise SystemExit(f"irem-eval: {err}") from None
-    claim_output_dir("evaluate", sys.argv)
+    cfg = precheck("evaluate", sys.argv[1:])
+    if cfg is not None:
+        try:  # before Hydra creates <run_dir>/eval/<time>/
+            check_eval_target(cfg)
+        except SettingError as err:
+            raise SystemExit(f"irem-eval: {err}") from None
+        claim_output_dir(cfg, sys.argv)
     _evaluate()
 
 
 def study() -> None:
-    from irem.run_guard import claim_output_dir, composed
+    from irem.run_guard import claim_output_dir
 
-    precheck("study", sys.argv[1:])
-    cfg = composed("study", sys.argv[1:])
+    cfg = precheck("study", sys.argv[1:])
     if cfg is not None and cfg.get("run_dir") is not None:  # a study of a run writes into <run_dir>/study/<time>
-        claim_output_dir("study", sys.argv)
+        claim_output_dir(cfg, sys.argv)
     _study()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from collections.abc import Sequence
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from irem.budgets import DEFAULT_BUDGETS, check_budgets
 from irem.errors import SettingError, unknown_key_message
 
 
@@ -38,34 +38,11 @@ def _config_dir() -> str:
 CONFIG_DIR = _config_dir()
 
 
-# The step budgets irem-train's evaluation, irem-eval and irem-study report when none are given.
-DEFAULT_BUDGETS = (1, 2, 5, 10, 20, 40, 80)
-
 # Torch threads of every command; null (threads=null) keeps torch's default, one per core. One
 # thread by default: on the 2-core machine this project runs on, shared with other jobs, an
 # irem-train iteration (inverse, batch 512) took 0.27 s with one thread and 0.78 s with torch's
 # two, measured back to back (2.9x); a dedicated many-core machine is faster with threads=null.
 DEFAULT_THREADS: int | None = 1
-
-
-def check_budgets(budgets: Sequence[int], minimum: int = 0, owner: str = "", name: str = "budgets") -> list[int]:
-    """Sorted distinct step budgets, each >= `minimum`; the labels of a prediction's answers are
-    their string forms. `owner` names who refused them (a baseline's predict, a study), `name` the
-    setting they came from (eval.budgets), so the message says what to change.
-
-    Budget 0 is the start itself (a descent's random y0, a recurrent baseline's initial readout),
-    so predictors accept it; a study and a denoiser need at least one step. It lives here, beside
-    the schemas, so the commands check eval.budgets before training with the same rule.
-    """
-    wanted = sorted({int(b) for b in budgets})
-    where = f"{owner}: " if owner else ""
-    if not wanted:
-        raise SettingError(f"{where}{name} is empty; give at least one step budget, e.g. {name}=[1,2,5,10].")
-    if wanted[0] < minimum:
-        raise SettingError(
-            f"{where}{name} must be step counts >= {minimum}, e.g. {name}=[1,2,5,10]; got {list(budgets)}."
-        )
-    return wanted
 
 
 def _whole(value: Any) -> bool:
@@ -270,33 +247,6 @@ class StudyConfig:
     name: str = "study"
 
 
-# IREM's plain descent, the default solver of irem-train and of irem-study's training: a run name
-# leaves it unsaid (inverse-energy), any other solver is named (inverse-energy-gd_learned_step).
-PLAIN_SOLVER = "gd"
-
-
-def _unset(choice: Any) -> bool:
-    return choice in (None, "None", "null")
-
-
-def solver_suffix(solver_choice: Any) -> str:
-    """The run-name suffix of a solver choice: empty for the plain solver (or none), else
-    "-<solver>", so runs of other solvers get run directories, and checkpoints, of their own."""
-    return "" if _unset(solver_choice) or str(solver_choice) == PLAIN_SOLVER else f"-{solver_choice}"
-
-
-def model_name(baseline_choice: Any, solver_choice: Any = None) -> str:
-    """The model part of a run name: `energy` (plus the solver unless it is the plain one), else the
-    baseline's config name (a baseline has no solver to name)."""
-    return "energy" + solver_suffix(solver_choice) if _unset(baseline_choice) else str(baseline_choice)
-
-
-def study_dir(run_dir: Any, fresh: str, stamp: str) -> str:
-    """Where irem-study writes: `fresh` when it trains its own model, else a timestamped folder
-    inside the studied run (as irem-eval does), so a study never overwrites the run's config."""
-    return fresh if _unset(run_dir) else f"{run_dir}/study/{stamp}"
-
-
 SCHEMAS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig, "study": StudyConfig}
 
 
@@ -353,12 +303,6 @@ def typed_value_message(config_name: str, path: str, value: str) -> str | None:
 
 
 def register_schemas() -> None:
-    if not OmegaConf.has_resolver("model_name"):
-        OmegaConf.register_new_resolver("model_name", model_name)
-    if not OmegaConf.has_resolver("solver_suffix"):
-        OmegaConf.register_new_resolver("solver_suffix", solver_suffix)
-    if not OmegaConf.has_resolver("study_dir"):
-        OmegaConf.register_new_resolver("study_dir", study_dir)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from irem.config import DEFAULT_BUDGETS
+from irem.budgets import DEFAULT_BUDGETS
 from irem.predictor import Predictions, Predictor, check_budgets
 from irem.problem import Problem, Status
 from irem.problem_sets import level_name, levels_to_use, make_sets

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from irem.config import check_budgets  # noqa: F401  (re-exported: predictors check their budgets with it)
+from irem.budgets import check_budgets  # noqa: F401  (re-exported: predictors check their budgets with it)
 from irem.problem import Problem
 from irem.task import Task
 

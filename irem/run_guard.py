@@ -3,8 +3,8 @@
 Hydra makes the output folder (and writes .hydra/config.yaml there) before a command's function
 runs, so a second irem-train in a busy directory, or an irem-eval of a directory that does not
 exist, would already have written something by the time the function could refuse. The commands'
-entry points call these first: `planned_output_dir` says where Hydra is about to write,
-`check_eval_target` refuses a missing run or a checkpoint of another run (whose results would land
+entry points call these first, on the config they composed (its `hydra.run.dir` says where Hydra
+is about to write): `check_eval_target` refuses a missing run or a checkpoint of another run (whose results would land
 in the wrong folder), `check_train_target` refuses a folder that holds files irem did not write,
 `fresh_output_dir` gives each evaluation, study and generation a folder of its own (two started in
 the same second no longer share one), and `exit_status` turns a stop by signal into that signal's
@@ -21,41 +21,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from irem.config import CONFIG_DIR
 from irem.errors import SettingError
-
-# The settings that make a run what it is (its task and model); seed and trainer settings aside,
-# a checkpoint evaluated under run_dir=... must agree with that run on these.
-IDENTITY = ("task", "energy", "solver", "objective", "baseline", "model", "name")
-
-
-def planned_output_dir(config_name: str, argv: list[str]) -> Path | None:
-    """The folder Hydra's `hydra.run.dir` resolves to for these arguments; None for a multirun, for
-    arguments Hydra itself will reject, or for a value still missing (Hydra reports those)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    if any(a in ("-m", "--multirun", "--help", "-h", "--cfg", "-c", "--info", "--hydra-help") for a in argv):
-        return None
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)  # for ${hydra:runtime.choices...} in the run's name
-            return Path(str(cfg.hydra.run.dir))
-    except Exception:
-        return None
-
-
-def composed(config_name: str, argv: list[str]) -> Any:
-    from hydra import compose, initialize_config_dir
-
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name, overrides=overrides)
-    except Exception:
-        return None  # Hydra reports it when it composes
+from irem.run_identity import IDENTITY, same_run, upgrade_config
 
 
 def _runs_under(folder: Path) -> list[str]:
@@ -66,13 +33,12 @@ def _runs_under(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if run_checkpoint(p).is_file())[:8]
 
 
-def check_eval_target(command: str, argv: list[str]) -> None:
+def check_eval_target(cfg: Any) -> None:
     """Refuse, before Hydra creates `<run_dir>/eval/<time>/`, a `run_dir` that does not exist and a
     `checkpoint` that is not of the run in `run_dir`. Such a checkpoint is refused rather than its
     results written elsewhere: the results of a run belong in that run's folder, and which folder
     that is only the user knows (a copied checkpoint has no run directory of its own)."""
-    cfg = composed(command, argv)
-    if cfg is None or OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") is None:
+    if OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") is None:
         return
     run_dir = Path(str(cfg.run_dir))
     check_not_a_loop(run_dir, "run_dir")
@@ -91,9 +57,7 @@ def check_eval_target(command: str, argv: list[str]) -> None:
         raise SettingError(f"checkpoint={ckpt} does not exist (or is not a file).")
     if ckpt.resolve().is_relative_to(run_dir.resolve()):
         return
-    from irem.build import upgrade_config
     from irem.checkpoint import load_run_state, run_checkpoint
-    from irem.cli import _same_run
     from irem.config import to_container
 
     own = run_checkpoint(run_dir)
@@ -105,7 +69,7 @@ def check_eval_target(command: str, argv: list[str]) -> None:
             f"are one run; its results would be written into {run_dir}.{where}"
         )
     mine, other = (to_container(upgrade_config(load_run_state(p)["config"])) for p in (own, ckpt))
-    differ = [k for k in _same_run(other, mine) if k.split(".", 1)[0] in IDENTITY]
+    differ = [k for k in same_run(other, mine) if k.split(".", 1)[0] in IDENTITY]
     if differ:
         raise SettingError(
             f"checkpoint={ckpt} is of another run than run_dir={run_dir} (they differ in: {', '.join(differ)}), "
@@ -182,14 +146,14 @@ def hydra_path(path: Path) -> str:
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def claim_output_dir(config_name: str, argv: list[str]) -> None:
+def claim_output_dir(cfg: Any, argv: list[str]) -> None:
     """Give this command (irem-eval, irem-study of a run, irem-generate: <run_dir>/<what>/<time>) a
     folder of its own before Hydra computes one from the clock: add `hydra.run.dir=<a fresh folder>`
     to `argv` (in place), unless the command line names the folder itself or is not a single run."""
     if any(a.startswith("hydra.run.dir=") for a in argv):
         return
-    planned = planned_output_dir(config_name, argv)
-    if planned is not None and planned.parent.parent.is_dir():  # a missing run is the command's to report
+    planned = Path(str(cfg.hydra.run.dir))
+    if planned.parent.parent.is_dir():  # a missing run is the command's to report
         argv.append(f"hydra.run.dir={hydra_path(fresh_output_dir(planned))}")
 
 

@@ -267,13 +267,14 @@ def _generate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    precheck(
+    cfg = precheck(
         "generate",
         sys.argv[1:],
         required={"run_dir": "an irem-train run of task=text", "prompt": "the text to continue, quoted for Hydra"},
         usage="""irem-generate run_dir=outputs/text-energy 'prompt="The "'""",
     )
-    claim_output_dir("generate", sys.argv)
+    if cfg is not None:
+        claim_output_dir(cfg, sys.argv)
     _generate()
 
 

@@ -243,7 +243,7 @@ def test_solver_settings_change_the_trained_solver_and_keep_its_learned_step() -
 def test_a_checkpoint_that_predates_a_new_option_resumes_when_the_option_is_at_its_default() -> None:
     """A run trained before GradientDescent had `momentum` saved no such key; resuming it with the
     option at its default continues the same run, with any other value it is a different run."""
-    from irem.cli import _same_run
+    from irem.run_identity import same_run as _same_run
 
     saved = {"solver": {"_target_": "irem.solvers.gradient_descent.GradientDescent", "step_size": 3.0}, "seed": 0}
 

@@ -11,11 +11,12 @@ from omegaconf import OmegaConf
 
 from irem.build import build_model, build_solver, build_task
 from irem.cli import CONFIG_DIR
-from irem.config import check_node, model_name, valid_keys
+from irem.config import check_node, valid_keys
 from irem.energies.mlp import MLPEnergy
 from irem.energy_model import EnergyModel
 from irem.errors import unknown_key_message
 from irem.predictor import Predictor
+from irem.run_identity import model_name
 from irem.solver import Solver
 from irem.task import Task
 from irem.trainer import Trainer
@@ -228,7 +229,7 @@ def test_one_budget_list_is_the_default_everywhere(compose_config) -> None:
     """irem-train's evaluation, irem-eval, irem-study and evaluate() share DEFAULT_BUDGETS."""
     import inspect
 
-    from irem.config import DEFAULT_BUDGETS
+    from irem.budgets import DEFAULT_BUDGETS
     from irem.evaluation import evaluate
 
     assert list(compose_config("train", ()).eval.budgets) == list(DEFAULT_BUDGETS)
@@ -250,7 +251,8 @@ def test_one_torch_thread_by_default_and_null_keeps_torchs(compose_config) -> No
 def test_a_config_saved_before_the_namespaced_install_and_the_objective_group_still_builds() -> None:
     """Runs saved by older code name plug-ins by their top-level packages and keep IREM's objective
     settings under `model`; they load as today's code names them, and a resume compares equal."""
-    from irem.build import build_model, build_task, upgrade_config
+    from irem.build import build_model, build_task
+    from irem.run_identity import upgrade_config
 
     old = {
         "task": {"_target_": "tasks.matrix.Addition", "size": 2, "test_size": 4, "val_size": 4},

@@ -241,7 +241,7 @@ def test_load_run_refuses_a_non_finite_average(ema_run) -> None:
 
 
 def test_a_checkpoint_from_before_the_ema_settings_resumes_at_their_defaults() -> None:
-    from irem.cli import _same_run
+    from irem.run_identity import same_run as _same_run
 
     saved = {"trainer": {"lr": 1e-3}, "seed": 0}
     assert _same_run(saved, {"trainer": {"lr": 1e-3, "ema_decay": None, "ema_every": 1}, "seed": 0}) == []

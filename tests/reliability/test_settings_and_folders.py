@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 from commands import finish, start
+from omegaconf import OmegaConf
 from tiny_runs import TRAIN
 
-from irem.build import build_model, build_task, upgrade_config
+from irem.build import build_model, build_task
 from irem.cli import _override_errors, precheck
 from irem.config import EvalConfig
 from irem.errors import SettingError
 from irem.run_guard import check_eval_target, check_train_target, claim_output_dir, fresh_output_dir
+from irem.run_identity import upgrade_config
 from irem.task import per_instance_level
 
 IRED_SMALL = ("task.size=3", "energy.width=16", "objective=ired", "solver=annealed")
@@ -100,7 +102,7 @@ def test_a_symbolic_link_loop_is_named_not_a_traceback(tmp_path: Path) -> None:
     with pytest.raises(SettingError, match=rf"hydra.run.dir={loop} cannot be used: .*loop of symbolic links"):
         check_train_target(loop, overwrite=False)
     with pytest.raises(SettingError, match=rf"run_dir={loop} cannot be used"):
-        check_eval_target("evaluate", [f"run_dir={loop}"])
+        check_eval_target(OmegaConf.create({"run_dir": str(loop), "checkpoint": None}))
     done = finish(start("irem-train", [*TRAIN, f"hydra.run.dir={loop}"], tmp_path))
     assert done.returncode == 1 and "Traceback" not in done.stderr and "loop of symbolic links" in done.stderr
 
@@ -108,15 +110,13 @@ def test_a_symbolic_link_loop_is_named_not_a_traceback(tmp_path: Path) -> None:
 # -- item 8: folders that cannot collide or be overwritten; finite levels -------------------------------
 
 
-def test_two_evaluations_started_in_one_second_get_folders_of_their_own(tmp_path: Path, monkeypatch) -> None:
-    import irem.run_guard
-
+def test_two_evaluations_started_in_one_second_get_folders_of_their_own(tmp_path: Path) -> None:
     planned = tmp_path / "run" / "eval" / "2026-12-07_10-00-00"
     planned.parent.parent.mkdir()
-    monkeypatch.setattr(irem.run_guard, "planned_output_dir", lambda name, argv: planned)  # the same second
+    cfg = OmegaConf.create({"hydra": {"run": {"dir": str(planned)}}})  # both composed in the same second
     first, second = ["irem-eval", "run_dir=x"], ["irem-eval", "run_dir=x"]
-    claim_output_dir("evaluate", first)
-    claim_output_dir("evaluate", second)
+    claim_output_dir(cfg, first)
+    claim_output_dir(cfg, second)
     assert first[-1] == f"hydra.run.dir='{planned}'" and second[-1] == f"hydra.run.dir='{planned}-2'"
     assert planned.is_dir() and Path(f"{planned}-2").is_dir()
     assert fresh_output_dir(planned).name == f"{planned.name}-3"

@@ -1,0 +1,107 @@
+"""The layers of irem/ (docs/design.md): contracts free of Hydra, and imports that never go in a circle.
+
+The contracts (irem.task, irem.energy, irem.solver, irem.objective, irem.predictor, irem.problem)
+are plain Python and torch: a plug-in that imports them pulls in no configuration layer. Imports
+are read from the source (every `import`, at the top or inside a function, except those only type
+checkers see), so a circle is found whether or not it would fail at import time.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FOLDERS = {
+    "irem": "irem",
+    "tasks": "irem.tasks",
+    "energies": "irem.energies",
+    "solvers": "irem.solvers",
+    "objectives": "irem.objectives",
+    "baselines": "irem.baselines",
+    "networks": "irem.networks",
+    "ired": "irem.ired",
+}
+PLUG_INS = set(FOLDERS) - {"irem"}
+CONTRACTS = ("irem.task", "irem.energy", "irem.solver", "irem.objective", "irem.predictor", "irem.problem")
+
+
+@pytest.mark.parametrize("module", CONTRACTS)
+def test_a_contract_imports_no_hydra(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in ('hydra', 'omegaconf') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"importing {module} imports {done.stdout.strip()}"
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for folder, package in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts if p != "__init__"]
+            out[".".join([package, *parts])] = path
+    return out
+
+
+def runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """The repository's modules `path` imports, leaving out `if TYPE_CHECKING:` blocks."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return found & known
+
+
+def folder_of(module: str) -> str:
+    part = module.split(".")[1] if module.count(".") else "irem"
+    return part if part in PLUG_INS else "irem"
+
+
+def a_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(u: str) -> list[str] | None:
+        state[u] = 1
+        path.append(u)
+        for v in sorted(graph.get(u, ())):
+            if state.get(v) == 1:
+                return path[path.index(v) :] + [v]
+            if v not in state and (found := visit(v)):
+                return found
+        path.pop()
+        state[u] = 2
+        return None
+
+    for u in sorted(graph):
+        if u not in state and (found := visit(u)):
+            return found
+    return None
+
+
+def test_no_import_circle_inside_irem_or_between_folders() -> None:
+    mods = modules()
+    graph = {m: runtime_imports(p, set(mods)) - {m} for m, p in mods.items()}
+    core = {m: {t for t in ts if folder_of(t) == "irem"} for m, ts in graph.items() if folder_of(m) == "irem"}
+    assert a_circle(core) is None, " -> ".join(a_circle(core))
+    folders: dict[str, set[str]] = {}
+    for m, ts in graph.items():
+        folders.setdefault(folder_of(m), set()).update(folder_of(t) for t in ts if folder_of(t) != folder_of(m))
+    assert a_circle(folders) is None, " -> ".join(a_circle(folders))
+    assert not folders.get("irem"), f"irem/ imports plug-in folders: {sorted(folders['irem'])}"
