@@ -17,6 +17,7 @@ inference solver would go.
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -32,6 +33,30 @@ from irem.solvers.loop import Phase, descend
 from irem.task import Task
 
 
+@runtime_checkable
+class Corrupts(Protocol):
+    """What a task defines to give IRED's contrast its own wrong answers: one near `y` (the truth in
+    the answer's layout), or None to let the objective descend a heavily noised truth."""
+
+    def corrupt(self, problem: Problem, y: Tensor, generator: torch.Generator) -> Tensor | None: ...
+
+
+def corrupted(task: Task, problem: Problem, y: Tensor, generator: torch.Generator, fraction: float) -> Tensor | None:
+    """The wrong answer IRED contrasts with `y`: the task's own (`Corrupts`); for a categorical answer
+    a random class at `fraction` of the positions, as IRED corrupts Sudoku boards (the objective
+    re-applies fixed entries after); for a continuous one None (a descended noised truth instead)."""
+    if isinstance(task, Corrupts):
+        return task.corrupt(problem, y, generator)
+    if task.answer_kind != "categorical":
+        return None
+    classes = y.shape[-1]
+    current = y.argmax(dim=-1)
+    hit = torch.rand(current.shape, generator=generator).to(y.device) < fraction
+    random = torch.randint(0, classes, current.shape, generator=generator).to(y.device)
+    labels = torch.where(hit, random, current)
+    return y.abs().amax() * (torch.nn.functional.one_hot(labels, classes).to(y.dtype) * 2 - 1)
+
+
 def with_fixed(z: Tensor, constraint: AnswerConstraint | None, signal: Tensor) -> Tensor:
     """`z` with the fixed entries at their values scaled to the landscape (noise-free, as IRED)."""
     if constraint is None or constraint.mask is None:
@@ -44,7 +69,8 @@ class IREDObjective(Objective):
 
     `negative_noise`: how much more noise the descended negative starts from (IRED: 3);
     `negative_steps`: its accept-if-lower steps (IRED: 2); `clamp`: the answers' range (IRED: 2
-    continuous, 1 for +-1 answers).
+    continuous, 1 for +-1 answers); `corrupt_fraction`: the share of a categorical answer's
+    positions its negative gives a random class (IRED: 5% of Sudoku cells).
     """
 
     def __init__(
@@ -53,6 +79,7 @@ class IREDObjective(Objective):
         negative_noise: float = 3.0,
         negative_steps: int = 2,
         clamp: float | None = DEFAULT_CLAMP,
+        corrupt_fraction: float = 0.05,
     ) -> None:
         if not (math.isfinite(contrast_weight) and contrast_weight >= 0):
             raise ValueError(f"IREDObjective: contrast_weight must be a finite number >= 0, got {contrast_weight}.")
@@ -65,7 +92,10 @@ class IREDObjective(Objective):
         self.contrast_weight = float(contrast_weight)
         self.negative_noise = float(negative_noise)
         self.negative_steps = int(negative_steps)
+        if not (math.isfinite(corrupt_fraction) and 0 <= corrupt_fraction <= 1):
+            raise ValueError(f"IREDObjective: corrupt_fraction must be in [0, 1], got {corrupt_fraction}.")
         self.clamp = None if clamp is None else float(clamp)
+        self.corrupt_fraction = float(corrupt_fraction)
 
     def check_energy(self, energy: EnergyFunction) -> None:
         if landscapes_of(energy) == 0:
@@ -141,9 +171,9 @@ class IREDObjective(Objective):
     ) -> Tensor:
         """The wrong answer, in answer units: the task's corruption, or a heavily noised truth
         descended on its own landscape and clamped."""
-        corrupted = task.corrupt(problem, y_star, generator)
-        if corrupted is not None:
-            return corrupted.detach().to(y_star.dtype)
+        wrong = corrupted(task, problem, y_star, generator, self.corrupt_fraction)
+        if wrong is not None:
+            return wrong.detach().to(y_star.dtype)
         segment = problem.segment
         # z = sqrt(abar) y* + 3 sqrt(1 - abar) eps, in answer units z / sqrt(abar)
         ratio = per_row(schedule.noise(k) / schedule.signal(k), y_star, segment)

@@ -18,9 +18,44 @@ from irem.errors import SettingError
 from irem.objective import Objective, TrainingBatch
 from irem.predictor import Predictions, Predictor
 from irem.problem import Problem, SolveResult
-from irem.replay import ReplayBuffer
+from irem.replay import ReplayBuffer, from_replay, replay_items
 from irem.solver import Solver
 from irem.task import Task
+
+
+def solve_problem(
+    task: Task,
+    energy: EnergyFunction,
+    solver: Solver,
+    problem: Problem,
+    y0: Tensor,
+    budget: int,
+    snapshots: Sequence[int],
+    generator: torch.Generator,
+) -> SolveResult:
+    """Descend `energy` with `solver` on `problem` from `y0`: the one place a problem meets a solver
+    (its answer rows, fixed entries and projection; fresh starts drawn as the task starts, for
+    best-of-N; the task's check, for halting or picking on a verified answer). A model's predict
+    (evaluation, generation) and a study's sweep all solve through it."""
+
+    def init(index: Tensor) -> Tensor:  # fresh starts for instances `index`, drawn as the task starts
+        return task.init_answer(problem.select(index), generator).to(problem.device)
+
+    def verify(index: Tensor, y: Tensor) -> Tensor:  # the task's check of answers for instances `index`
+        return task.check(problem.select(index), y)
+
+    return solver.solve(
+        energy,
+        problem.x,
+        y0,
+        budget=budget,
+        segment=problem.segment,
+        constraint=problem.constraint,
+        snapshots=snapshots,
+        generator=generator,
+        init=init,
+        verify=verify,
+    )
 
 
 class EnergyModel(Predictor):
@@ -91,7 +126,7 @@ class EnergyModel(Predictor):
         y0 = task.init_answer(problem, generator).to(problem.device)
         if not self.replay.capacity or len(self.replay) == 0:
             return problem, y0
-        fresh = task.replay_items(problem, y0)
+        fresh = replay_items(task, problem, y0)
         if fresh is None:
             return problem, y0
         units = next(iter(fresh.values())).shape[0]
@@ -100,12 +135,12 @@ class EnergyModel(Predictor):
             return problem, y0
         old = self.replay.sample(k, generator)
         mixed = {key: torch.cat([v[: units - k], old[key].to(v.device)]) for key, v in fresh.items()}
-        return task.from_replay(mixed)
+        return from_replay(task, mixed)
 
     def _remember(self, task: Task, problem: Problem, y: Tensor) -> None:
         if not self.replay.capacity:
             return
-        items = task.replay_items(problem, y.detach())
+        items = replay_items(task, problem, y.detach())
         if items is None:
             if not self._warned_no_replay:
                 warnings.warn(
@@ -138,25 +173,8 @@ class EnergyModel(Predictor):
         budgets = sorted({int(b) for b in budgets})
         y0 = task.init_answer(problem, generator).to(problem.device)
 
-        def init(index: Tensor) -> Tensor:  # fresh starts for instances `index`, drawn as the task starts
-            return task.init_answer(problem.select(index), generator).to(problem.device)
-
-        def verify(index: Tensor, y: Tensor) -> Tensor:  # the task's check of answers for instances `index`
-            return task.check(problem.select(index), y)
-
         def solve(budget: int, snapshots: list[int]) -> SolveResult:
-            return self.solver.solve(
-                self.energy,
-                problem.x,
-                y0,
-                budget=budget,
-                segment=problem.segment,
-                constraint=problem.constraint,
-                snapshots=snapshots,
-                generator=generator,
-                init=init,
-                verify=verify,
-            )
+            return solve_problem(task, self.energy, self.solver, problem, y0, budget, snapshots, generator)
 
         result = solve(max(budgets), budgets if self.solver.snapshots_match_budgets else [max(budgets)])
         # a solver whose shorter budgets take another path (an annealed one) solves each one on its own

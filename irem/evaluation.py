@@ -18,8 +18,8 @@ irem/records.py writes the rows and irem/tables.py prints them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -29,6 +29,32 @@ from irem.problem import Problem, Status
 from irem.problem_sets import level_name, levels_to_use, make_sets
 from irem.seeds import eval_generator
 from irem.task import Task
+
+
+@runtime_checkable
+class EvalBatching(Protocol):
+    """What a task defines when evaluation cannot cut its instances one by one (a text window holds
+    `unit_size` predicted tokens): sub-batches of about `batch_size` instances along its own units."""
+
+    unit_size: int
+
+    def eval_batches(self, problem: Problem, batch_size: int) -> Iterator[Problem]: ...
+
+
+def eval_batches(task: Task, problem: Problem, batch_size: int) -> Iterator[Problem]:
+    """Consecutive sub-batches of about `batch_size` instances, together every instance once, in
+    order: the task's own cut, else instance by instance."""
+    if isinstance(task, EvalBatching):
+        yield from task.eval_batches(problem, batch_size)
+        return
+    n = problem.num_instances
+    for lo in range(0, n, batch_size):
+        yield problem.select(torch.arange(lo, min(lo + batch_size, n)))
+
+
+def unit_size(task: Task) -> int:
+    """Instances per unit that `generate(n)` counts: 1, or the instances a unit holds (a text window)."""
+    return task.unit_size if isinstance(task, EvalBatching) else 1
 
 
 def level_set_name(level: float) -> str:
@@ -89,7 +115,7 @@ def evaluate_set(
     per_instance: dict[tuple[str, str], list[torch.Tensor]] = {}
     counts: dict[str, list[int]] | None = {}
     steps, seconds = 0.0, 0.0
-    for part in task.eval_batches(problem, batch_size):
+    for part in eval_batches(task, problem, batch_size):
         part = part.to(device)
         start = time.perf_counter()
         preds = model.predict(task, part, budgets, g)

@@ -8,10 +8,51 @@ a random start. Storage is preallocated, circular, and part of the model's state
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from irem.problem import AnswerConstraint, Problem
+
+
+@runtime_checkable
+class ReplayFormat(Protocol):
+    """What a task defines when its instances cannot be stored as dense rows (graph batches, text
+    windows): the tensors kept of a solved batch (first dimension the replay unit; None: no replay for
+    this problem), and the problem and starts they give back."""
+
+    def replay_items(self, problem: Problem, y: Tensor) -> dict[str, Tensor] | None: ...
+
+    def from_replay(self, items: dict[str, Tensor]) -> tuple[Problem, Tensor]: ...
+
+
+def replay_items(task: Any, problem: Problem, y: Tensor) -> dict[str, Tensor] | None:
+    """What the replay buffer keeps of a solved batch: the task's own format, else, for dense problems,
+    x, the target and the answer (and the fixed entries), one row per instance; None when neither
+    applies (a problem with a segment or a projection, which only the task could store)."""
+    if isinstance(task, ReplayFormat):
+        return task.replay_items(problem, y)
+    if problem.segment is not None or not isinstance(problem.x, Tensor) or problem.target is None:
+        return None
+    items = {"x": problem.x, "target": problem.target, "y": y}
+    c = problem.constraint
+    if c is not None:
+        if c.project is not None:  # a callable is not a tensor: such a task stores its own format
+            return None
+        items.update(fixed_mask=c.mask, fixed_values=c.values)
+    return items
+
+
+def from_replay(task: Any, items: dict[str, Tensor]) -> tuple[Problem, Tensor]:
+    """The problem and starting answers `replay_items` stored (replayed items lose their difficulty and
+    keep their fixed entries)."""
+    if isinstance(task, ReplayFormat):
+        return task.from_replay(items)
+    constraint = None
+    if "fixed_mask" in items:
+        constraint = AnswerConstraint(mask=items["fixed_mask"], values=items["fixed_values"])
+    return Problem(x=items["x"], target=items["target"], difficulty=None, constraint=constraint), items["y"]
 
 
 class ReplayBuffer(nn.Module):

@@ -27,7 +27,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from irem.energy_model import solve_problem
 from irem.errors import SettingError
+from irem.evaluation import eval_batches
 from irem.predictor import Predictor, check_budgets
 from irem.problem import Problem, SolveResult, Status
 from irem.problem_sets import LevelSet, make_sets
@@ -102,13 +104,11 @@ class _Part:
 
 
 def _parts(task: Task, s: LevelSet, batch_size: int, seed: int, device: torch.device) -> list[_Part]:
+    """The set cut as evaluation cuts it (the task's own units: whole text windows), each part with the
+    start every solver descends from."""
     g = set_generator(seed, f"{s.name}/start")
-    n = s.problem.num_instances
-    out = []
-    for lo in range(0, n, batch_size):
-        part = s.problem if batch_size >= n else s.problem.select(torch.arange(lo, min(lo + batch_size, n)))
-        out.append(_Part(part.to(device), task.init_answer(part, g).to(device)))
-    return out
+    parts = [s.problem] if batch_size >= s.problem.num_instances else eval_batches(task, s.problem, batch_size)
+    return [_Part(part.to(device), task.init_answer(part, g).to(device)) for part in parts]
 
 
 def _sync(device: torch.device) -> None:
@@ -131,27 +131,9 @@ def _solve(
     results, seconds = [], 0.0
     for i, p in enumerate(parts):
         g = set_generator(seed, f"{name}/noise/{i}")  # the same noise for every budget of a solver
-
-        def init(index: Tensor, problem: Problem = p.problem, g: torch.Generator = g) -> Tensor:
-            return task.init_answer(problem.select(index), g).to(problem.device)
-
-        def verify(index: Tensor, y: Tensor, problem: Problem = p.problem) -> Tensor:
-            return task.check(problem.select(index), y)
-
         _sync(p.y0.device)
         start = time.perf_counter()
-        r = solver.solve(
-            model.energy,
-            p.problem.x,
-            p.y0,
-            budget=budget,
-            segment=p.problem.segment,
-            constraint=p.problem.constraint,
-            snapshots=snapshots,
-            generator=g,
-            init=init,
-            verify=verify,
-        )
+        r = solve_problem(task, model.energy, solver, p.problem, p.y0, budget, snapshots, g)
         _sync(p.y0.device)
         seconds += time.perf_counter() - start
         results.append(r.detach())

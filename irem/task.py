@@ -8,13 +8,12 @@ seed of their own, so no training run can ever draw them.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from irem.problem import AnswerConstraint, Problem, per_instance_mean, per_instance_sum
+from irem.problem import Problem, per_instance_mean, per_instance_sum
 from irem.seeds import split_generator
 
 SPLITS = ("train", "val", "test", "harder")
@@ -44,6 +43,13 @@ class Task(abc.ABC):
     Subclasses implement `generate` (a batch at a given difficulty) and say in `dims` what shape
     an energy must accept. Everything else (fixed splits, the loss and metrics, decoding, the
     uniform start of descent) has a default that fits the task's `answer_kind`.
+
+    What only some tasks need is a capability they opt into by defining it, read where it is used,
+    with the default for a task that does not: a replay format (`replay_items` / `from_replay`,
+    irem/replay.py), evaluation batches along the task's own units (`eval_batches` and `unit_size`,
+    irem/evaluation.py), a prompt for generation (`prompt_problem`, irem/generation.py), wrong answers
+    for IRED's contrast (`corrupt`, ired/objective.py). A new method that needs something of a task
+    adds such a capability beside itself, not here.
     """
 
     name: ClassVar[str] = "task"
@@ -54,10 +60,6 @@ class Task(abc.ABC):
     one-hot relaxation), `target` holding the class ids (the answer's shape without that
     dimension); scored by cross-entropy over the free positions (those the problem's constraint
     does not fix) and decoded by argmax. The shared task tests check the contract of the kind."""
-    unit_size: int = 1
-    """Instances per unit that `generate(n)` counts: 1, or a group of instances that are drawn,
-    stored and evaluated together (a text window of `context` predicted tokens)."""
-
     # -- how studies and tables describe the task (irem-study, irem-eval eval.levels) ---------------
     study_levels: ClassVar[tuple[float, ...] | None] = None
     """The difficulty levels a study sweeps unless told (`levels=`); None: the levels of the
@@ -72,8 +74,6 @@ class Task(abc.ABC):
     """The metric of `metrics` a study reports as its headline."""
     higher_is_better: ClassVar[frozenset[str]] = frozenset()
     """The metrics of `metrics` where a larger value is better (accuracy, PSNR); the rest are errors."""
-    corrupt_fraction: ClassVar[float] = 0.05
-    """The share of positions `corrupt` gives a random class (IRED corrupts 5% of Sudoku cells)."""
 
     def __init__(
         self,
@@ -171,53 +171,6 @@ class Task(abc.ABC):
             return problem.target
         classes = self.answer_shape(problem)[-1]
         return scale * (torch.nn.functional.one_hot(problem.target.long(), classes).float() * 2 - 1)
-
-    def corrupt(self, problem: Problem, y: Tensor, generator: torch.Generator) -> Tensor | None:
-        """A wrong answer near `y` (the truth in the answer's layout, `target_answer`), the negative
-        of IRED's contrastive term (ired/objective.py); None lets the objective make its own by
-        descending a heavily noised truth, which suits continuous answers. Categorical answers get
-        a random class at `corrupt_fraction` of the positions, as IRED corrupts Sudoku boards (the
-        objective re-applies fixed entries afterwards)."""
-        if self.answer_kind != "categorical":
-            return None
-        classes = y.shape[-1]
-        current = y.argmax(dim=-1)
-        hit = torch.rand(current.shape, generator=generator).to(y.device) < self.corrupt_fraction
-        random = torch.randint(0, classes, current.shape, generator=generator).to(y.device)
-        scale = y.abs().amax()
-        labels = torch.where(hit, random, current)
-        return scale * (torch.nn.functional.one_hot(labels, classes).to(y.dtype) * 2 - 1)
-
-    def eval_batches(self, problem: Problem, batch_size: int) -> Iterator[Problem]:
-        """Consecutive sub-batches of about `batch_size` instances, together every instance once,
-        in order: evaluation predicts them one at a time. A task whose instances cannot be picked
-        one by one (text: a window holds many predicted tokens) cuts along its own units."""
-        n = problem.num_instances
-        for lo in range(0, n, batch_size):
-            yield problem.select(torch.arange(lo, min(lo + batch_size, n)))
-
-    def replay_items(self, problem: Problem, y: Tensor) -> dict[str, Tensor] | None:
-        """What the replay buffer (irem/replay.py) keeps of a solved batch: tensors whose first
-        dimension is the replay unit (here an instance), or None when this task has no replay format
-        for the problem. Dense problems store x, target and the answer; a task whose instances
-        cannot be stored one by one (graph batches, text windows) overrides this and `from_replay`."""
-        if problem.segment is not None or not isinstance(problem.x, Tensor) or problem.target is None:
-            return None
-        items = {"x": problem.x, "target": problem.target, "y": y}
-        c = problem.constraint
-        if c is not None:
-            if c.project is not None:  # a callable is not a tensor: such a task stores its own format
-                return None
-            items.update(fixed_mask=c.mask, fixed_values=c.values)
-        return items
-
-    def from_replay(self, items: dict[str, Tensor]) -> tuple[Problem, Tensor]:
-        """The problem and starting answers `replay_items` stored (replayed items lose their difficulty,
-        and keep their fixed entries)."""
-        constraint = None
-        if "fixed_mask" in items:
-            constraint = AnswerConstraint(mask=items["fixed_mask"], values=items["fixed_values"])
-        return Problem(x=items["x"], target=items["target"], difficulty=None, constraint=constraint), items["y"]
 
     def metrics(self, problem: Problem, y: Tensor) -> dict[str, Tensor]:
         """Per-instance metrics; evaluation averages them and can cut them by difficulty."""

@@ -18,7 +18,7 @@ from irem.energy_model import EnergyModel
 from irem.errors import SettingError
 from irem.ired.annealed import AnnealedDescent
 from irem.ired.landscapes import LandscapeSchedule, LandscapeView, spread_budget
-from irem.ired.objective import IREDObjective
+from irem.ired.objective import IREDObjective, corrupted
 from irem.objective import TrainingBatch
 from irem.problem import AnswerConstraint, Problem
 from irem.solvers.gradient_descent import GradientDescent
@@ -196,11 +196,11 @@ def test_categorical_corruption_changes_a_few_positions() -> None:
 
     task = Cells()
     y = torch.nn.functional.one_hot(torch.randint(0, 9, (200, 81)), 9).float() * 2 - 1
-    out = task.corrupt(None, y, torch.Generator().manual_seed(0))
+    out = corrupted(task, None, y, torch.Generator().manual_seed(0), 0.05)
     changed = (out.argmax(-1) != y.argmax(-1)).float().mean()
     assert 0.02 < float(changed) < 0.06  # 5% drawn, 1/9 of them keep their class
     assert set(out.unique().tolist()) == {-1.0, 1.0}
-    assert Identity().corrupt(None, y, torch.Generator()) is None
+    assert corrupted(Identity(), None, y, torch.Generator(), 0.05) is None
 
 
 def test_view_scales_the_answer_to_its_landscape() -> None:

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from irem.cli import CONFIG_DIR
 from irem.config import valid_keys
 from irem.energy import check_energy_fits
+from irem.evaluation import unit_size
 from irem.problem import Problem
 from irem.task import Task, free_positions
 from irem.tasks.matrix import Inverse
@@ -83,7 +84,7 @@ def unit_keys(task: Task, problem: Problem) -> list[bytes]:
         return [row.numpy().tobytes() for row in flat_rows(problem.x)]
     if is_graph(problem):
         return [d.edge_index.numpy().tobytes() + b"|" + d.edge_attr.numpy().tobytes() for d in problem.x.to_data_list()]
-    u = task.unit_size
+    u = unit_size(task)
     units = problem.num_instances // u
     return [digest(problem.select(torch.arange(i * u, (i + 1) * u))).encode() for i in range(units)]
 
@@ -140,7 +141,7 @@ def test_shapes_match_dims(task: Task) -> None:
     n = 5
     p = task.generate(n, task.difficulty, gen(0))
     dims = task.dims()
-    assert p.num_instances == n * task.unit_size == len(p)
+    assert p.num_instances == n * unit_size(task) == len(p)
     shape = tuple(task.answer_shape(p))
     if is_dense(p):
         assert {"x_dim", "y_dim"} <= dims.keys()
@@ -158,7 +159,7 @@ def test_shapes_match_dims(task: Task) -> None:
         assert torch.isfinite(p.x.edge_attr).all()
     else:  # another input type: it counts and selects its own instances
         assert p.x.num_instances == p.num_instances
-        assert p.x.can_select(torch.arange(task.unit_size))
+        assert p.x.can_select(torch.arange(unit_size(task)))
     y0 = task.init_answer(p, gen(1))
     assert tuple(y0.shape) == shape
     assert float(y0.min()) >= -1 and float(y0.max()) <= 1
@@ -205,7 +206,7 @@ def test_splits_fixed_across_instances(task_name: str, task: Task, compose_confi
     for name in task.split_levels():  # every split, harder levels included, is fixed
         assert_same_problem(task.split(name), other.split(name))
         expected = SIZES["val_size"] if name == "val" else SIZES["test_size"]
-        assert task.split(name).num_instances == expected * task.unit_size
+        assert task.split(name).num_instances == expected * unit_size(task)
 
 
 def test_splits_differ_from_each_other(task: Task) -> None:
