@@ -1,4 +1,4 @@
-"""Command-line entry points: `irem-train`, `irem-eval` and `irem-study` (Hydra).
+"""Command-line entry points: `irem-train`, `irem-eval`, `irem-study` and `irem-generate` (Hydra).
 
     irem-train                                   # embedded default: short inverse run + table
     irem-train experiment=irem_inverse           # the paper's settings
@@ -6,6 +6,7 @@
     irem-eval run_dir=outputs/inverse-energy eval.budgets=[10,80] solver=gd_accept
     irem-eval run_dir=outputs/inverse-energy "eval.levels=[1,0.2,0.05]"   # fresh sets at other levels
     irem-study                                   # compute vs difficulty (irem/study_command.py)
+    irem-generate run_dir=outputs/text-ebt_system2 'prompt="The "'   # irem/generate_command.py
 
 Each run writes into `outputs/<name>`: the resolved config (.hydra/), TensorBoard events (tb/),
 checkpoints/last.pt, train_summary.json, eval.json/eval.csv. Running the same command again
@@ -270,6 +271,14 @@ def _study(cfg: DictConfig) -> None:
         raise SystemExit(f"irem-study: {err}") from None
 
 
+@hydra.main(config_path=CONFIG_DIR, config_name="generate", version_base="1.3")
+def _generate(cfg: DictConfig) -> None:
+    from irem.generate_command import run
+
+    setup(cfg)
+    run(cfg, HydraConfig.get().runtime.output_dir, HydraConfig.get().runtime.choices.get("solver"))
+
+
 def _no_group_message(config_name: str, group: str, cfg: DictConfig) -> str:
     """Why a command has no `group` to choose or configure (irem-eval takes the task, energy and
     solver settings from the run it loads), and what to give instead for other difficulty levels."""
@@ -461,6 +470,20 @@ def study() -> None:
     if cfg is not None and cfg.get("run_dir") is not None:  # a study of a run writes into <run_dir>/study/<time>
         claim_output_dir(cfg, sys.argv)
     _study()
+
+
+def generate() -> None:
+    from irem.run_guard import claim_output_dir
+
+    cfg = precheck(
+        "generate",
+        sys.argv[1:],
+        required={"run_dir": "an irem-train run of task=text", "prompt": "the text to continue, quoted for Hydra"},
+        usage="""irem-generate run_dir=outputs/text-ebt_system2 'prompt="The "'""",
+    )
+    if cfg is not None:
+        claim_output_dir(cfg, sys.argv)
+    _generate()
 
 
 if __name__ == "__main__":  # python -m irem.cli ...

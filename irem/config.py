@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from irem.budgets import DEFAULT_BUDGETS, check_budgets
 from irem.errors import SettingError, unknown_key_message
+from irem.settings import TrainerConfig, check_ranges, is_finite, is_whole
 
 
 def _config_dir() -> str:
@@ -43,94 +43,6 @@ CONFIG_DIR = _config_dir()
 # irem-train iteration (inverse, batch 512) took 0.27 s with one thread and 0.78 s with torch's
 # two, measured back to back (2.9x); a dedicated many-core machine is faster with threads=null.
 DEFAULT_THREADS: int | None = 1
-
-
-def _whole(value: Any) -> bool:
-    return (
-        not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value == int(value)
-    )
-
-
-def _finite(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _check_ranges(settings: Any, section: str, rules: dict[str, tuple[Any, str]]) -> None:
-    """Refuse the first field of a schema instance outside its range, naming the setting, its value,
-    the valid range and the field's default (the one copy of it) as the fix. A rule is
-    (predicate, range in words); a field set to None passes only when the predicate accepts None."""
-    defaults = {f.name: f.default for f in fields(settings)}
-    for name, (ok, valid) in rules.items():
-        value = getattr(settings, name)
-        if not ok(value):
-            default = defaults.get(name, NO_DEFAULT)
-            shown = "null" if default is None else default
-            fix = (
-                f"; e.g. {section}.{name}={shown} ({type(settings).__name__}'s default)"
-                if default is not NO_DEFAULT
-                else ""
-            )
-            raise SettingError(f"{section}.{name}={value!r} is out of range: it must be {valid}{fix}.")
-
-
-@dataclass
-class TrainerConfig:
-    """The trainer's settings and the one copy of their defaults: irem-train's `trainer:` section
-    and `Trainer(..., **settings)` in library code both start from these. configs/train.yaml sets
-    its own short run on top (300 iterations at lr 1e-3)."""
-
-    iterations: int = 300
-    batch_size: int = 512
-    lr: float = 1e-4
-    optimizer: str = "adam"  # adam, adamw (decoupled weight decay) or sgd; library code may pass the class
-    weight_decay: float = 0.0
-    warmup: int = 0  # iterations of linear learning-rate warm-up
-    lr_schedule: str = "constant"  # constant, linear, cosine or exponential, to min_lr_fraction * lr after warm-up
-    min_lr_fraction: float = 0.1
-    grad_clip: float | None = None
-    log_every: int = 25
-    checkpoint_every: int = 100
-    val_every: int = 0
-    time_limit: float | None = None  # seconds of training; stops early for equal wall-clock comparisons
-    progress: bool = True
-    # stop, keeping the last checkpoint, once the training loss exceeds this: a run that explodes
-    # (e.g. solver.step_size=1e12 trained on to a loss of 2.9e18) rather than learns; null: no bound
-    max_loss: float | None = 1e6
-    # an exponential moving average of the weights, evaluated in their place (IRED: 0.995, every
-    # 10 optimizer steps); null: none, the trained weights are evaluated
-    ema_decay: float | None = None
-    ema_every: int = 1  # update the average every this many optimizer steps
-    # ema_pytorch's warm-up: the u-th update uses min(ema_decay, 1 - (1 + u)^(-2/3)), so a short run's
-    # average is not held back by its random initial weights; false: ema_decay from the first update
-    ema_warmup: bool = True
-
-    def __post_init__(self) -> None:
-        """Every range at construction: the commands build one from the composed `trainer:` section
-        before anything trains (a log_every of 0 used to surface as a ZeroDivisionError at the
-        first iteration), and `Trainer(**settings)` builds one from library code's settings."""
-        _check_ranges(
-            self,
-            "trainer",
-            {
-                "iterations": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (0 trains nothing)"),
-                "batch_size": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-                "lr": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
-                "weight_decay": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-                "warmup": (lambda v: _whole(v) and v >= 0, "a whole number of iterations >= 0"),
-                "min_lr_fraction": (lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
-                "grad_clip": (lambda v: v is None or (_finite(v) and v >= 0), "null (no clipping) or a number >= 0"),
-                "log_every": (lambda v: _whole(v) and v >= 1, "a whole number of iterations >= 1"),
-                "checkpoint_every": (lambda v: _whole(v) and v >= 1, "a whole number of iterations >= 1"),
-                "val_every": (lambda v: _whole(v) and v >= 0, "a whole number of iterations >= 0 (0: no validation)"),
-                "time_limit": (lambda v: v is None or (_finite(v) and v >= 0), "null (no limit) or seconds >= 0"),
-                "max_loss": (lambda v: v is None or (_finite(v) and v > 0), "null (no bound) or a number > 0"),
-                "ema_decay": (
-                    lambda v: v is None or (_finite(v) and 0 <= v < 1),
-                    "null (no EMA) or a number in [0, 1)",
-                ),
-                "ema_every": (lambda v: _whole(v) and v >= 1, "a whole number of optimizer steps >= 1"),
-            },
-        )
 
 
 @dataclass
@@ -159,15 +71,15 @@ class EvalConfig:
         """The ranges that need no task: irem-train checks them before training, not after it
         (the splits and levels, which the task judges, are irem/cli.py's check_eval_sets)."""
         check_budgets(self.budgets, name="eval.budgets")
-        _check_ranges(
+        check_ranges(
             self,
             "eval",
             {
-                "batch_size": (lambda v: _whole(v) and v >= 1, "a whole number of instances >= 1"),
-                "instances": (lambda v: v is None or (_whole(v) and v >= 1), "null (the task's test_size) or >= 1"),
+                "batch_size": (lambda v: is_whole(v) and v >= 1, "a whole number of instances >= 1"),
+                "instances": (lambda v: v is None or (is_whole(v) and v >= 1), "null (the task's test_size) or >= 1"),
             },
         )
-        bad = [v for v in self.levels if not _finite(v)]
+        bad = [v for v in self.levels if not is_finite(v)]
         if bad:
             raise SettingError(
                 f"eval.levels holds {bad[0]!r}: a difficulty level must be a finite number, e.g. eval.levels=[1,0.2]."
@@ -302,11 +214,30 @@ def typed_value_message(config_name: str, path: str, value: str) -> str | None:
     return f"{path} takes {kind}, not {value!r}{example}."
 
 
+@dataclass
+class GenerateConfig:
+    """irem-generate: continue `prompt` by `length` bytes with a trained text run."""
+
+    run_dir: str = MISSING
+    checkpoint: str | None = None
+    prompt: str = MISSING
+    length: int = 200
+    budget: int | None = None
+    answer: str = "budget"
+    temperature: float = 1.0
+    solver: Any = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = DEFAULT_THREADS
+    progress: bool = True
+
+
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="study_schema", node=StudyConfig)
+    cs.store(name="generate_schema", node=GenerateConfig)
 
 
 def locate(target: str) -> Any:

@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from irem import callbacks as cb
 from irem.checkpoint import run_checkpoint
-from irem.config import TrainerConfig
 from irem.device import all_agree, data_parallel, distributed_world, resolve_device
 from irem.ema import WeightEMA
 from irem.errors import TrainingInterrupted, unknown_key_message
@@ -32,6 +30,7 @@ from irem.resolve import learning_rate_schedule, optimizer_class
 from irem.run_lock import run_lock
 from irem.schedules import warmup_then
 from irem.seeds import training_generator
+from irem.settings import TrainerConfig
 from irem.task import Task
 
 
@@ -75,7 +74,7 @@ class Trainer:
         self.task, self.model, self.out_dir, self.seed = task, model, Path(out_dir), int(seed)
         self.iterations, self.lr = int(s.iterations), float(s.lr)
         self.schedule = learning_rate_schedule(s.lr_schedule, s.min_lr_fraction)
-        self.config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config or {}
+        self.config = dict(config or {})
         self.device = resolve_device(device)
         self.model.to(self.device)
         groups = [g for g in self.model.param_groups(s.lr) if g["params"]]

@@ -1,7 +1,8 @@
 """The layers of irem/ (docs/design.md): contracts free of Hydra, and imports that never go in a circle.
 
 The contracts (irem.task, irem.energy, irem.solver, irem.objective, irem.predictor, irem.problem)
-are plain Python and torch: a plug-in that imports them pulls in no configuration layer. Imports
+and the engine (trainer, evaluation, study, generation) are plain Python and torch: a plug-in or a
+script that imports them pulls in no configuration layer. Imports
 are read from the source (every `import`, at the top or inside a function, except those only type
 checkers see), so a circle is found whether or not it would fail at import time.
 """
@@ -28,10 +29,12 @@ FOLDERS = {
 }
 PLUG_INS = set(FOLDERS) - {"irem"}
 CONTRACTS = ("irem.task", "irem.energy", "irem.solver", "irem.objective", "irem.predictor", "irem.problem")
+# the engine that library code drives without a command line: training, evaluation, studies, generation
+ENGINE = ("irem.trainer", "irem.energy_model", "irem.evaluation", "irem.checkpoint", "irem.study", "irem.generation")
 
 
-@pytest.mark.parametrize("module", CONTRACTS)
-def test_a_contract_imports_no_hydra(module: str) -> None:
+@pytest.mark.parametrize("module", CONTRACTS + ENGINE)
+def test_a_contract_or_the_engine_imports_no_hydra(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in ('hydra', 'omegaconf') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

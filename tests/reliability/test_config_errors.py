@@ -234,16 +234,16 @@ def test_irem_eval_without_run_dir_says_what_to_give(capsys) -> None:
 
 def test_irem_generate_without_prompt_says_what_to_give(monkeypatch, capsys, tmp_path) -> None:
     """Before: Hydra's raw MissingMandatoryValue for `prompt`."""
-    from irem.tasks import text_generate
+    from irem import cli
 
     monkeypatch.chdir(tmp_path)  # (before the change Hydra went on to make run_dir/generate/<time>/ here)
     monkeypatch.setattr(sys, "argv", ["irem-generate", "run_dir=somewhere"])
     with pytest.raises(SystemExit) as exit_info:
-        text_generate.main()
+        cli.generate()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "irem-generate needs prompt=<the text to continue, quoted for Hydra>" in err
-    assert """e.g. irem-generate run_dir=outputs/text-energy 'prompt="The "'""" in err
+    assert """e.g. irem-generate run_dir=outputs/text-ebt_system2 'prompt="The "'""" in err
 
 
 @pytest.fixture(scope="module")

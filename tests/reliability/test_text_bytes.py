@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from irem.generation import printable
 from irem.tasks.text import TextTask, default_corpus, minimum_bytes, read_bytes
-from irem.tasks.text_generate import printable
 
 SMALL = {"context": 8, "test_size": 16, "val_size": 16}
 

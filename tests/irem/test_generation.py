@@ -1,4 +1,4 @@
-"""tasks/text_generate.py: byte-by-byte generation from a prompt with the EBT and Transformer++.
+"""irem/generation.py and irem-generate: byte-by-byte generation from a prompt with the EBT and Transformer++.
 
 Untrained tiny models are enough for the library: length, determinism and "temperature 0 is the
 argmax of the model's own logits" hold for any weights. The argmax ground truth is computed here
@@ -19,11 +19,11 @@ from irem.build import load_run
 from irem.cli import _fit
 from irem.energies.transformer import TransformerEnergy
 from irem.energy_model import EnergyModel
+from irem.generation import generate, generate_ids, printable
 from irem.objectives.irem import IREMObjective
 from irem.solvers.gradient_descent import GradientDescent
 from irem.tasks.linear_system import LinearSystem
 from irem.tasks.text import TextTask
-from irem.tasks.text_generate import generate, generate_ids, printable
 
 CONTEXT = 6
 PROMPT = "def f(x):"  # longer than the context, so the window is cut from the start

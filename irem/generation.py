@@ -1,80 +1,39 @@
-"""Generating text from a prompt with a trained byte-level model (tasks/text.py): `generate()` and
-`irem-generate`, whose config schema (`GenerateConfig`, configs/generate.yaml) is registered here.
-It lives beside the text task because only a text task turns a prompt into a problem.
+"""Generating a continuation of a prompt with a trained model, token by token: `generate()` and
+`generate_ids()`, which `irem-generate` (irem/generate_command.py) calls.
 
-    irem-generate run_dir=outputs/text-energy 'prompt="The "' length=200
-    irem-generate run_dir=outputs/text-energy 'prompt="The "' budget=8 answer=best solver=best_of_n   # System 2
-    irem-generate run_dir=outputs/text-energy 'prompt="The "' solver=langevin temperature=0
-
-Generation is autoregressive over bytes: the window is the last `context` bytes of prompt plus
-what has been generated (shorter at the start: both text models accept T <= context), the model
-predicts next-byte logits for it through `Predictor.predict` (descent on the energy for the EBT,
-one forward pass for Transformer++), and the next byte is drawn from softmax(logits / temperature)
-with the caller's seeded generator, or taken by argmax at temperature 0. The descent's random
-start draws from the same generator, so a seed fixes the whole text.
-
-`irem-generate` loads a run the way `irem-eval` does, takes the same `solver=<name>` override (so
-best-of-N starts or Langevin noise run on the trained energy), prints the text (control bytes such
-as ESC and backspace shown as escapes like `\\x1b`, so a sampled byte cannot drive the terminal)
-and writes it
-with its settings to `<run_dir>/generate/<time>/generation.json`. The prompt is quoted for Hydra
-as above: unquoted, a trailing space is dropped and brackets are override syntax.
+A task opts in by turning a prompt's ids into a problem (`Prompted`, as the byte-level text task of
+tasks/text.py does). Generation is autoregressive: the window is the last `context` ids of the
+prompt plus what has been generated (shorter at the start), the model predicts next-id logits for
+it through `Predictor.predict` (descent on the energy for an energy model, one forward pass for a
+baseline), and the next id is drawn from softmax(logits / temperature) with the caller's seeded
+generator, or taken by argmax at temperature 0. The descent's random start draws from the same
+generator, so a seed fixes the whole text.
 """
 
-# ruff: noqa: E402  (the OpenMP wait policy is set before torch is imported, as in irem/cli.py)
 from __future__ import annotations
 
-import json
 import math
-import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Protocol, runtime_checkable
 
-from irem.openmp import configure_wait_policy
-
-# before torch loads, as in irem/cli.py: a short bounded spin between ops (hence E402 below)
-configure_wait_policy()
-
-import hydra
 import torch
-from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from irem.build import build_solver, load_run
-from irem.cli import CONFIG_DIR, precheck, setup
-from irem.config import DEFAULT_THREADS
-from irem.device import resolve_device
 from irem.predictor import Predictor
-from irem.run_guard import claim_output_dir
+from irem.problem import Problem
 from irem.task import Task
 
 
-@dataclass
-class GenerateConfig:
-    """irem-generate: continue `prompt` by `length` bytes with a trained text run."""
+@runtime_checkable
+class Prompted(Protocol):
+    """What a task defines to be continued from a prompt: the problem of predicting the ids after
+    `ids` (the window's last row is the next id), and the longest window its models take."""
 
-    run_dir: str = MISSING
-    checkpoint: str | None = None
-    prompt: str = MISSING
-    length: int = 200
-    budget: int | None = None
-    answer: str = "budget"
-    temperature: float = 1.0
-    solver: Any = None
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = DEFAULT_THREADS
-    progress: bool = True
+    context: int
 
+    def prompt_problem(self, ids: Tensor) -> Problem: ...
 
-# configs/generate.yaml names this schema in its defaults list; it is stored when the command loads
-ConfigStore.instance().store(name="generate_schema", node=GenerateConfig)
 
 ANSWERS = ("budget", "best")  # the iterate at the budget, or the lowest-energy iterate (energy models)
 
@@ -100,9 +59,8 @@ def check_settings(length: int, temperature: float, answer: str, budget: int | N
 
 
 def check_text_task(task: Task) -> None:
-    """Generation needs a task that turns a prompt's ids into a problem (tasks/text.py's
-    `prompt_problem`); the core names no task class."""
-    if not callable(getattr(task, "prompt_problem", None)):
+    """Generation needs a task that turns a prompt's ids into a problem (`Prompted`)."""
+    if not isinstance(task, Prompted):
         raise ValueError(
             f"irem-generate needs a text task; this run's task is '{task.name}'. "
             "Train one with irem-train task=text energy=transformer (or baseline=transformer)."
@@ -216,67 +174,3 @@ def printable(text: str) -> str:
     move the cursor or erase what was printed; generation.json keeps the text as generated.
     """
     return text.translate(_CONTROLS)
-
-
-@hydra.main(config_path=CONFIG_DIR, config_name="generate", version_base="1.3")
-def _generate(cfg: DictConfig) -> None:
-    setup(cfg)
-    try:
-        check_settings(cfg.length, cfg.temperature, cfg.answer, cfg.budget)
-        path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
-        check_text_task(task)
-    except ValueError as err:
-        raise SystemExit(str(err)) from err
-    budget = model.default_budget if cfg.budget is None else int(cfg.budget)  # the trained one, not the override's
-    if cfg.get("solver") is not None:
-        if not hasattr(model, "solver"):
-            raise SystemExit(f"solver=... applies to energy models; {path} holds a {type(model).__name__}.")
-        model.use_solver(build_solver(cfg.solver))
-    model.to(resolve_device(cfg.device)).eval()
-    generator = torch.Generator().manual_seed(int(cfg.seed))
-    start = time.perf_counter()
-    try:
-        text = generate(
-            task, model, cfg.prompt, cfg.length, budget, cfg.temperature, generator, cfg.answer, cfg.progress
-        )
-    except ValueError as err:
-        raise SystemExit(str(err)) from err
-    seconds = time.perf_counter() - start
-    print(printable(cfg.prompt + text))
-    record = {
-        "run": str(path),
-        "name": saved.get("name"),
-        "model": type(model).__name__,
-        "solver": HydraConfig.get().runtime.choices.get("solver"),
-        "prompt": cfg.prompt,
-        "continuation": text,
-        "length": int(cfg.length),
-        "budget": budget,
-        "answer": cfg.answer,
-        "temperature": float(cfg.temperature),
-        "seed": int(cfg.seed),
-        "seconds": seconds,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    out = Path(HydraConfig.get().runtime.output_dir) / "generation.json"
-    out.write_text(json.dumps(record, indent=2))
-    print(
-        f"{cfg.length} bytes in {seconds:.1f}s (budget={budget} a byte, answer={cfg.answer}) -> {out}",
-        file=sys.stderr,
-    )
-
-
-def main() -> None:
-    cfg = precheck(
-        "generate",
-        sys.argv[1:],
-        required={"run_dir": "an irem-train run of task=text", "prompt": "the text to continue, quoted for Hydra"},
-        usage="""irem-generate run_dir=outputs/text-energy 'prompt="The "'""",
-    )
-    if cfg is not None:
-        claim_output_dir(cfg, sys.argv)
-    _generate()
-
-
-if __name__ == "__main__":  # python -m irem.tasks.text_generate ...
-    main()
