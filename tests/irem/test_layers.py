@@ -29,6 +29,14 @@ FOLDERS = {
 }
 PLUG_INS = set(FOLDERS) - {"irem"}
 CONTRACTS = ("irem.task", "irem.energy", "irem.solver", "irem.objective", "irem.predictor", "irem.problem")
+# irem/'s layers, lowest first (docs/design.md): a module imports only its own layer and those below
+LAYERS = {
+    "primitives": "errors budgets seeds settings schedules resolve openmp data_files",
+    "contracts": "problem task energy solver objective predictor",
+    "engine": "energy_model replay evaluation problem_sets study generation trainer callbacks checkpoint run_lock "
+    "device ema solver_settings records tables plots",
+    "application": "cli config build run_identity run_guard composition study_command generate_command",
+}
 # the engine that library code drives without a command line: training, evaluation, studies, generation
 ENGINE = ("irem.trainer", "irem.energy_model", "irem.evaluation", "irem.checkpoint", "irem.study", "irem.generation")
 
@@ -108,3 +116,24 @@ def test_no_import_circle_inside_irem_or_between_folders() -> None:
         folders.setdefault(folder_of(m), set()).update(folder_of(t) for t in ts if folder_of(t) != folder_of(m))
     assert a_circle(folders) is None, " -> ".join(a_circle(folders))
     assert not folders.get("irem"), f"irem/ imports plug-in folders: {sorted(folders['irem'])}"
+
+
+def layer_of(module: str) -> int:
+    name = module.split(".")[1]
+    for i, names in enumerate(LAYERS.values()):
+        if name in names.split():
+            return i
+    raise AssertionError(f"{module} has no layer: add it to LAYERS here and to the picture in docs/design.md")
+
+
+def test_each_irem_module_imports_only_its_layer_and_those_below() -> None:
+    mods = modules()
+    core = [m for m in mods if m.startswith("irem.") and m.count(".") == 1 and m.split(".")[1] not in PLUG_INS]
+    layer_names = list(LAYERS)
+    upward = [
+        f"{m} ({layer_names[layer_of(m)]}) imports {t} ({layer_names[layer_of(t)]})"
+        for m in core
+        for t in sorted(runtime_imports(mods[m], set(mods)))
+        if t in core and t != m and layer_of(t) > layer_of(m)
+    ]
+    assert not upward, "\n".join(upward)
