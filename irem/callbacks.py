@@ -11,6 +11,7 @@ checkpoint and read its part back. In the order the trainer keeps them:
     TensorBoard   scalars under train/ and val/
     Progress      a progress bar with the loss
     Validation    the task's headline metric on the val split every `val_every`
+    LearningCheck says once, early, when the loss has not moved, and what to try
     Summary       train_summary.json
 """
 
@@ -41,6 +42,7 @@ from irem.checkpoint import (
 )
 from irem.ema import WeightEMA
 from irem.errors import TrainingDiverged
+from irem.predictor import predict_constrained
 from irem.seeds import eval_generator
 
 if TYPE_CHECKING:
@@ -323,6 +325,68 @@ class Validation(Callback):
             self.board.writer.add_scalar("val/metric", trainer.validate(), trainer.iteration)
 
 
+class LearningCheck(Callback):
+    """Says once, `at` iterations into a fresh training, when the loss has not moved: the median loss
+    of the last `window` iterations is not below the first `window`'s by more than `tolerance`
+    (relative) and more than the batches' own noise (two standard errors). A model
+    that cannot learn (a descent whose steps overshoot the answer's scale or land on the boundary of
+    a projection, where no gradient flows back; a learning rate far off) otherwise trains to its end
+    in silence. The note goes above the progress bar and into train_summary.json ("notes")."""
+
+    def __init__(self, at: int, window: int = 20, tolerance: float = 0.02) -> None:
+        self.at, self.window, self.tolerance = int(at), max(1, min(int(window), int(at) // 4)), float(tolerance)
+        self.first: list[float] = []
+        self.recent: list[float] = []
+        self.begin = 0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.begin = trainer.iteration  # a resumed run was checked, or is past the point, already
+
+    def on_iteration_end(self, trainer: Trainer, loss: float, logs: dict[str, float]) -> None:
+        if self.begin > 0 or trainer.iteration > self.at:
+            return
+        if len(self.first) < self.window:
+            self.first.append(loss)
+        self.recent = [*self.recent[-(self.window - 1) :], loss] if self.window > 1 else [loss]
+        if trainer.iteration == self.at:
+            note = not_learning(trainer, self.first, self.recent, self.tolerance)
+            if note is not None:
+                trainer.notes.append(note)
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"irem-train: {note}", file=sys.stderr)
+
+
+def not_learning(trainer: Trainer, first: list[float], recent: list[float], tolerance: float) -> str | None:
+    """The note LearningCheck gives, or None when the loss has moved."""
+    a, b = torch.tensor(first, dtype=torch.float64), torch.tensor(recent, dtype=torch.float64)
+    start, now = float(a.median()), float(b.median())
+    noise = (
+        float(torch.cat([a - a.mean(), b - b.mean()]).std()) * 2 / max(len(first), 1) ** 0.5 if len(first) > 1 else 0
+    )
+    if start - now > max(tolerance * abs(start), noise):  # a drop beyond 2% and beyond the batches' noise
+        return None
+    grads = [p.grad.detach().norm() for p in trainer.model.parameters() if p.grad is not None]
+    norm = float(torch.stack(grads).norm()) if grads else 0.0
+    solver = getattr(trainer.model, "solver", None)
+    step = getattr(solver, "step_size", None)
+    if solver is not None:
+        shown = "learned" if step is None else f"{float(step.detach().mean()):g}"
+        advice = (
+            f"an energy model whose descent steps overshoot the answer's scale, or land on the boundary of the "
+            f"answer's projection where no gradient flows back, learns nothing: try solver=gd_normalized (each step "
+            f"moves the answer a set distance) or a smaller solver.step_size (now {shown}), or trainer.lr (now "
+            f"{trainer.lr:g}); baseline=feedforward shows whether the task can be learned at all"
+        )
+    else:
+        advice = f"try another trainer.lr (now {trainer.lr:g}) or a larger model"
+    return (
+        f"the training loss has not moved in {trainer.iteration} iterations ({start:.4g} at the start, {now:.4g} now; "
+        f"gradient norm {norm:.3g}), so the model is not learning. {advice[0].upper()}{advice[1:]}. "
+        "(trainer.learning_check=0 turns this check off.)"
+    )
+
+
 class Summary(Callback):
     """train_summary.json: iterations, seconds, final loss, processes. A rerun of a finished run
     trains nothing and leaves its summary as that run wrote it."""
@@ -341,7 +405,7 @@ def validate(trainer: Trainer) -> float:
     model.eval()
     try:
         with ema.swapped_in(model) if ema is not None else nullcontext():
-            preds = model.predict(trainer.task, problem, [budget], g)
+            preds = predict_constrained(model, trainer.task, problem, [budget], g)
     finally:
         model.train()
     metrics = trainer.task.metrics(problem, preds.answers[str(budget)])
@@ -354,4 +418,5 @@ def summary_of(trainer: Trainer) -> dict[str, Any]:
         "train_seconds": trainer.train_seconds,
         "final_loss": finite_or_none(trainer.last_loss),  # JSON has no NaN: null when no loss is known
         "processes": trainer.world_size,
+        "notes": list(trainer.notes),
     }

@@ -66,6 +66,8 @@ class EnergyModel(Predictor):
     iterates of the objective's descent, and later batches continue from them.
     """
 
+    honours_constraint = True  # the descent applies the constraint to the start and after every step
+
     def __init__(
         self,
         energy: EnergyFunction,
@@ -135,7 +137,7 @@ class EnergyModel(Predictor):
             return problem, y0
         old = self.replay.sample(k, generator)
         mixed = {key: torch.cat([v[: units - k], old[key].to(v.device)]) for key, v in fresh.items()}
-        return from_replay(task, mixed)
+        return from_replay(task, mixed, None if problem.constraint is None else problem.constraint.project)
 
     def _remember(self, task: Task, problem: Problem, y: Tensor) -> None:
         if not self.replay.capacity:

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from irem.budgets import DEFAULT_BUDGETS
-from irem.predictor import Predictions, Predictor, check_budgets
+from irem.predictor import Predictions, Predictor, check_budgets, predict_constrained
 from irem.problem import Problem, Status
 from irem.problem_sets import level_name, levels_to_use, make_sets
 from irem.seeds import eval_generator
@@ -118,7 +118,7 @@ def evaluate_set(
     for part in eval_batches(task, problem, batch_size):
         part = part.to(device)
         start = time.perf_counter()
-        preds = model.predict(task, part, budgets, g)
+        preds = predict_constrained(model, task, part, budgets, g)
         seconds += time.perf_counter() - start
         steps += steps_used(preds) * part.num_instances
         part_counts = status_counts(preds, budgets)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,10 @@ class Predictions:
 
 
 class Predictor(nn.Module, abc.ABC):
+    honours_constraint: ClassVar[bool] = False
+    """Whether `predict` already keeps every answer inside the problem's constraint (fixed entries,
+    projection), as an energy model's descent does at every step; otherwise `predict_constrained` applies it."""
+
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups; a model whose parts want their own learning rate (an energy
         model's learnable step size) splits them here. Every group's lr is its base lr, which the
@@ -50,3 +54,19 @@ class Predictor(nn.Module, abc.ABC):
     @abc.abstractmethod
     def predict(self, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator) -> Predictions:
         """Answers after each budget in `budgets` (and "best" where the model can verify)."""
+
+
+def predict_constrained(
+    model: Predictor, task: Task, problem: Problem, budgets: Sequence[int], generator: torch.Generator
+) -> Predictions:
+    """`model.predict`, with every answer inside the problem's constraint: a direct predictor (a
+    baseline, a model of one's own) is judged on the terms every solver of an energy model keeps,
+    with the givens set and the answer projected (onto the simplex, a box), so a task never has to
+    project again in its metrics for the comparison to be fair."""
+    predictions = model.predict(task, problem, budgets, generator)
+    constraint = problem.constraint
+    if model.honours_constraint or constraint is None or (constraint.mask is None and constraint.project is None):
+        return predictions
+    with torch.no_grad():
+        constrained = {key: constraint.apply(y) for key, y in predictions.answers.items()}
+    return Predictions(answers=constrained, info=predictions.info)

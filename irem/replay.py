@@ -8,6 +8,7 @@ a random start. Storage is preallocated, circular, and part of the model's state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -30,28 +31,29 @@ class ReplayFormat(Protocol):
 def replay_items(task: Any, problem: Problem, y: Tensor) -> dict[str, Tensor] | None:
     """What the replay buffer keeps of a solved batch: the task's own format, else, for dense problems,
     x, the target and the answer (and the fixed entries), one row per instance; None when neither
-    applies (a problem with a segment or a projection, which only the task could store)."""
+    applies (a problem with a segment, whose rows only the task could regroup). A projection is not
+    stored: it acts row by row (AnswerConstraint), so the fresh batch's applies to replayed rows too."""
     if isinstance(task, ReplayFormat):
         return task.replay_items(problem, y)
     if problem.segment is not None or not isinstance(problem.x, Tensor) or problem.target is None:
         return None
     items = {"x": problem.x, "target": problem.target, "y": y}
     c = problem.constraint
-    if c is not None:
-        if c.project is not None:  # a callable is not a tensor: such a task stores its own format
-            return None
+    if c is not None and c.mask is not None:
         items.update(fixed_mask=c.mask, fixed_values=c.values)
     return items
 
 
-def from_replay(task: Any, items: dict[str, Tensor]) -> tuple[Problem, Tensor]:
+def from_replay(
+    task: Any, items: dict[str, Tensor], project: Callable[[Tensor], Tensor] | None = None
+) -> tuple[Problem, Tensor]:
     """The problem and starting answers `replay_items` stored (replayed items lose their difficulty and
-    keep their fixed entries)."""
+    keep their fixed entries), projected by `project`: the projection of the batch they join."""
     if isinstance(task, ReplayFormat):
         return task.from_replay(items)
     constraint = None
-    if "fixed_mask" in items:
-        constraint = AnswerConstraint(mask=items["fixed_mask"], values=items["fixed_values"])
+    if "fixed_mask" in items or project is not None:
+        constraint = AnswerConstraint(mask=items.get("fixed_mask"), values=items.get("fixed_values"), project=project)
     return Problem(x=items["x"], target=items["target"], difficulty=None, constraint=constraint), items["y"]
 
 

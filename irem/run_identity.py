@@ -29,6 +29,7 @@ RESUMABLE = (
     "trainer.iterations",
     "trainer.time_limit",
     "trainer.progress",
+    "trainer.learning_check",
     "trainer.log_every",
     "trainer.checkpoint_every",
     "eval",

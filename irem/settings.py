@@ -74,6 +74,9 @@ class TrainerConfig:
     # ema_pytorch's warm-up: the u-th update uses min(ema_decay, 1 - (1 + u)^(-2/3)), so a short run's
     # average is not held back by its random initial weights; false: ema_decay from the first update
     ema_warmup: bool = True
+    # after this many iterations of a fresh run, say (once) when the loss has not moved from its start,
+    # and what to try (irem/callbacks.py: LearningCheck); 0: no check
+    learning_check: int = 200
 
     def __post_init__(self) -> None:
         """Every range at construction: the commands build one from the composed `trainer:` section
@@ -100,5 +103,6 @@ class TrainerConfig:
                     "null (no EMA) or a number in [0, 1)",
                 ),
                 "ema_every": (lambda v: is_whole(v) and v >= 1, "a whole number of optimizer steps >= 1"),
+                "learning_check": (lambda v: is_whole(v) and v >= 0, "a whole number of iterations >= 0 (0: no check)"),
             },
         )

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from irem.energy_model import solve_problem
 from irem.errors import SettingError
 from irem.evaluation import eval_batches
-from irem.predictor import Predictor, check_budgets
+from irem.predictor import Predictor, check_budgets, predict_constrained
 from irem.problem import Problem, SolveResult, Status
 from irem.problem_sets import LevelSet, make_sets
 from irem.seeds import set_generator
@@ -152,7 +152,7 @@ def _predict(
         g = set_generator(seed, f"{name}/predict/{i}")  # the same draws for every budget
         _sync(p.y0.device)
         start = time.perf_counter()
-        preds = model.predict(task, p.problem, budgets, g)
+        preds = predict_constrained(model, task, p.problem, budgets, g)
         _sync(p.y0.device)
         seconds += time.perf_counter() - start
         answers.append(preds.answers)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,16 @@ class TrainingLoss(torch.nn.Module):
         return self.model.training_loss(task, problem, generator)
 
 
+def plain(value: Any) -> Any:
+    """A config as plain dicts, lists and scalars (an OmegaConf config, resolved, as library code may
+    pass one), so a checkpoint holds only what the safe loader reads back."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain(v) for v in value]
+    return value
+
+
 def trainer_settings(settings: dict[str, Any]) -> TrainerConfig:
     """`settings` as a TrainerConfig, the one copy of every default; an unknown key is refused with
     the valid ones, as a misspelt `trainer.` override is."""
@@ -74,7 +85,7 @@ class Trainer:
         self.task, self.model, self.out_dir, self.seed = task, model, Path(out_dir), int(seed)
         self.iterations, self.lr = int(s.iterations), float(s.lr)
         self.schedule = learning_rate_schedule(s.lr_schedule, s.min_lr_fraction)
-        self.config = dict(config or {})
+        self.config = plain(config or {})
         self.device = resolve_device(device)
         self.model.to(self.device)
         groups = [g for g in self.model.param_groups(s.lr) if g["params"]]
@@ -87,6 +98,7 @@ class Trainer:
         self.generator = training_generator(self.seed, self.rank)
         self.iteration, self.train_seconds, self.last_loss = 0, 0.0, math.nan
         self.saved_iteration: int | None = None  # of the checkpoint this run wrote or resumed, if any
+        self.notes: list[str] = []  # what the callbacks found worth saying (LearningCheck)
         self.ema_callback = cb.EMAWeights(s.ema_decay, s.ema_every, s.ema_warmup) if s.ema_decay is not None else None
         self.checkpoints, self.interrupts = cb.Checkpoints(s.checkpoint_every), cb.Interrupts()
         self.callbacks: list[cb.Callback] = [self.checkpoints, self.interrupts, cb.Divergence(s.max_loss)]
@@ -94,6 +106,7 @@ class Trainer:
         if self.rank == 0:
             board = cb.TensorBoard(s.log_every)
             self.callbacks += [board, cb.Summary()] + ([cb.Validation(s.val_every, board)] if s.val_every else [])
+            self.callbacks += [cb.LearningCheck(s.learning_check)] if s.learning_check else []
             self.callbacks += [cb.Progress(s.log_every)] if s.progress else []
 
     @property
