@@ -77,7 +77,7 @@ def test_every_bad_override_on_a_line_is_explained() -> None:
         "Error in override 'trainer.itrations=5': Unknown key 'trainer.itrations'. Did you mean 'iterations'? "
         "Valid keys: iterations, batch_size, lr, optimizer, weight_decay, warmup, lr_schedule, min_lr_fraction, "
         "grad_clip, log_every, checkpoint_every, val_every, time_limit, progress, max_loss, ema_decay, ema_every, "
-        "ema_warmup.",
+        "ema_warmup, learning_check.",
         "Error in override '+energy.landscapes=3': energy.landscapes is in the config already, so it is set "
         "without the plus: energy.landscapes=3",
         "Error in override 'seed=x': seed takes a whole number, not 'x'; e.g. seed=0.",
