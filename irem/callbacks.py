@@ -374,8 +374,9 @@ def not_learning(trainer: Trainer, first: list[float], recent: list[float], tole
         shown = "learned" if step is None else f"{float(step.detach().mean()):g}"
         advice = (
             f"an energy model whose descent steps overshoot the answer's scale, or land on the boundary of the "
-            f"answer's projection where no gradient flows back, learns nothing: try solver=gd_normalized (each step "
-            f"moves the answer a set distance) or a smaller solver.step_size (now {shown}), or trainer.lr (now "
+            f"answer's projection where no gradient flows back, learns nothing: try a smaller solver.step_size "
+            f"(now {shown}), solver=gd_normalized (each step moves the answer a set distance), for rows on a simplex "
+            "solver=gd_mirror solver.transforms.mirror.over=probabilities, or another trainer.lr (now "
             f"{trainer.lr:g}); baseline=feedforward shows whether the task can be learned at all"
         )
     else:
