@@ -464,16 +464,20 @@ def evaluate() -> None:
 
 
 def study() -> None:
-    from irem.run_guard import claim_output_dir
+    from irem.run_guard import check_run_dir, claim_output_dir
 
     cfg = precheck("study", sys.argv[1:])
     if cfg is not None and cfg.get("run_dir") is not None:  # a study of a run writes into <run_dir>/study/<time>
+        try:
+            check_run_dir(cfg)
+        except SettingError as err:
+            raise SystemExit(f"irem-study: {err}") from None
         claim_output_dir(cfg, sys.argv)
     _study()
 
 
 def generate() -> None:
-    from irem.run_guard import claim_output_dir
+    from irem.run_guard import check_run_dir, claim_output_dir
 
     cfg = precheck(
         "generate",
@@ -482,6 +486,10 @@ def generate() -> None:
         usage="""irem-generate run_dir=outputs/text-ebt_system2 'prompt="The "'""",
     )
     if cfg is not None:
+        try:  # before Hydra creates <run_dir>/generate/<time>/
+            check_run_dir(cfg)
+        except SettingError as err:
+            raise SystemExit(f"irem-generate: {err}") from None
         claim_output_dir(cfg, sys.argv)
     _generate()
 
