@@ -430,10 +430,34 @@ def _override_errors(config_name: str, overrides: list[str]) -> list[str]:
     return errors
 
 
+def name_preset_overrides(argv: list[str], cfg: DictConfig | None) -> DictConfig | None:
+    """irem-train's config with the run named after every group chosen on top of its experiment
+    preset (`experiment=sudoku_graph energy=mlp` trains into outputs/sudoku_graph-energy.mlp, not the
+    preset's folder): `name=<that name>` is appended to `argv` (in place) for Hydra to compose, and
+    the config recomposed with it. Unchanged without a preset, without a group choice on the command
+    line, with a `name=` of the user's, and for a multirun or a help flag (`cfg` None)."""
+    from irem.run_identity import MODEL_GROUPS, preset_run_name
+
+    if cfg is None or str(cfg.hydra.runtime.choices.get("experiment")) in ("None", "null"):
+        return cfg
+    overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
+    if any(o.lstrip("+~").split("=", 1)[0] == "name" for o in overrides):
+        return cfg
+    groups = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in MODEL_GROUPS]
+    preset = compose_command("train", [o for o in overrides if o not in groups]) if groups else None
+    if preset is None:
+        return cfg
+    name = preset_run_name(str(preset.name), preset.hydra.runtime.choices, cfg.hydra.runtime.choices)
+    if name == str(cfg.name):
+        return cfg
+    argv.append(f"name={name}")
+    return compose_command("train", [*overrides, f"name={name}"])
+
+
 def train() -> None:
     from irem.run_guard import check_train_target, exit_status, holding_run_dir
 
-    cfg = precheck("train", sys.argv[1:])
+    cfg = name_preset_overrides(sys.argv, precheck("train", sys.argv[1:]))
     out_dir = Path(str(cfg.hydra.run.dir)) if cfg is not None and int(os.environ.get("RANK", "0")) == 0 else None
     if out_dir is not None:
         try:
