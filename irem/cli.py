@@ -155,9 +155,8 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{cfg.name}: task={task.name} model={type(model).__name__} params={n_params} -> {out_dir}")
     trainer = Trainer(task, model, out_dir, seed=cfg.seed, device=cfg.device, config=config, **cfg.trainer)
-    summary = trainer.fit(resume=cfg.resume)
-    loss = "unknown" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
-    print(f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {loss}")
+    trainer.fit(resume=cfg.resume)
+    print(trainer.outcome())
     trainer.use_ema_weights()  # evaluated as load_run gives the run to irem-eval: its EMA, if it has one
     return task, model, trainer
 

@@ -86,7 +86,7 @@ def test_running_again_resumes(runs) -> None:
     again = runs["again"]
     ok(again)
     assert "Resuming" in again.stdout
-    assert "trained 3 iterations" in again.stdout
+    assert "resumed a finished run: evaluating only (it trained 3 iterations" in again.stdout
     first_rows = json.loads((runs["run_dir"] / "eval.json").read_text())
     assert first_rows  # rewritten by the resumed run, same splits and budgets
 
