@@ -134,14 +134,17 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     config (irem-train, and irem-study's own short training)."""
     from irem.build import build_model, build_task
     from irem.checkpoint import load_run_state, recover, run_checkpoint
+    from irem.data_files import add_task_files, read_task_files
     from irem.run_identity import upgrade_config
     from irem.trainer import Trainer
 
     check_config(cfg)
     task = build_task(cfg.task)
     model = build_model(cfg, task)  # first: an energy that does not fit the task is the choice to fix
+    read_task_files(task)  # every data file read and checked before the first iteration
     if cfg.get("eval") is not None and cfg.eval.get("run", False):  # before training, not after it
-        check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.get("levels") or []))
+        add_task_files(task, cfg.eval.get("files") or {})
+        check_eval_sets(task, eval_splits(cfg.eval), list(cfg.eval.get("levels") or []))
     config = to_container(cfg)
     ckpt = run_checkpoint(out_dir)
     if cfg.resume and recover(ckpt) is not None:  # a corrupted last.pt falls back to previous.pt, with a note
@@ -161,12 +164,25 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     return task, model, trainer
 
 
+def eval_splits(e: DictConfig) -> list[str]:
+    """The splits an evaluation covers: `eval.splits`, then those read from `eval.files`."""
+    return list(dict.fromkeys([*map(str, e.splits), *map(str, e.get("files") or {})]))
+
+
 def _evaluation(task: Task, model: Predictor, cfg: DictConfig, device: Any) -> list[dict]:
     from irem.evaluation import evaluate
 
     e = cfg.eval
     return evaluate(
-        task, model, e.splits, e.budgets, cfg.seed, e.batch_size, device, levels=list(e.levels), instances=e.instances
+        task,
+        model,
+        eval_splits(e),
+        e.budgets,
+        cfg.seed,
+        e.batch_size,
+        device,
+        levels=list(e.levels),
+        instances=e.instances,
     )
 
 
@@ -212,6 +228,7 @@ def describe_model(model: Predictor, label: str | None = None) -> str:
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def _evaluate(cfg: DictConfig) -> None:
     from irem.build import build_solver, load_run
+    from irem.data_files import add_task_files
     from irem.device import resolve_device
     from irem.solver_settings import set_solver_settings
 
@@ -219,7 +236,8 @@ def _evaluate(cfg: DictConfig) -> None:
     try:
         check_config(cfg)
         path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
-        check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.levels))
+        add_task_files(task, cfg.eval.files or {})  # the user's own data, read and checked before any evaluation
+        check_eval_sets(task, eval_splits(cfg.eval), list(cfg.eval.levels))
         label = None
         if cfg.get("solver") is not None:
             if not hasattr(model, "solver"):
