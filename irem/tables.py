@@ -116,6 +116,10 @@ def format_study(study: Study) -> str:
         cols = ("level", "difficulty", "steps mean", "steps med", study.metric, "seconds")
         widths = [max(12, len(c) + 1) for c in cols]  # a long metric name keeps its column apart
         lines = [f"{study.title}  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
+        # what the two first columns hold, in the task's words (inverse: the shift c, the condition number)
+        lines.append(
+            f"{pad}(level: {study.level_label}; difficulty: the median {study.difficulty_label} of its instances)"
+        )
         for lv in study.levels:
             if f"{name}_steps_mean" not in lv:
                 continue
