@@ -84,6 +84,14 @@ def check_config(cfg: DictConfig) -> None:
         EvalConfig(**to_container(cfg.eval))
     if cfg.get("device") is not None:
         resolve_device(str(cfg.device))
+    if cfg.get("files"):  # irem-study's files: each must be a file before anything is trained or loaded
+        from irem.data_files import missing_files
+
+        missing = missing_files(cfg.files, "files")
+        if missing:
+            raise SettingError(
+                f"{', '.join(missing)}: no such file. Give the path of a data file, e.g. files={{mine: puzzles.csv}}."
+            )
 
 
 def _report(rows: list[dict], out_dir: str, title: str, task: Task, solves: bool = False) -> None:

@@ -162,6 +162,8 @@ class StudyConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     solvers: list[str] = field(default_factory=lambda: ["gd", "adaptive"])
     levels: list[float] | None = None  # null: the task's own (Task.study_levels, else its split levels)
+    # sets read from data files, {name: path}, studied besides the levels (a task that reads files)
+    files: Any = None
     mixed: bool = True
     instances: int = 200
     budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))

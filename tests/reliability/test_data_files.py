@@ -190,3 +190,39 @@ def test_a_task_that_reads_no_files_refuses_eval_files(tmp_path: Path, boards, c
         "irem-eval: eval.files names mine, but task 'inverse' reads no data files: it generates its problems. "
         "Drop eval.files; for other difficulty levels give eval.levels=[...] instead."
     )
+
+
+def irem_study(monkeypatch, *args: str) -> tuple[int, str]:
+    import sys
+
+    from irem.cli import study
+
+    small = ["levels=[40]", "instances=2", "mixed=false", "solvers=[gd,adaptive]", "budgets=[1,2]", "plots=false"]
+    monkeypatch.setattr(sys, "argv", ["irem-study", *args, *small, "progress=false", "threads=1"])
+    try:
+        study()
+    except SystemExit as stop:
+        return (1, stop.code) if isinstance(stop.code, str) else (int(stop.code or 0), "")
+    return 0, ""
+
+
+def test_a_study_covers_a_file_named_on_the_command_line(
+    tmp_path: Path, boards, compose_config, monkeypatch, capsys
+) -> None:
+    """irem-study's `files` adds sets read from files beside the levels, checked before any work."""
+    import json
+
+    run_dir = tmp_path / "run"
+    fit(compose_config, run_dir, "eval.run=false")
+    mine = write(tmp_path, rows(boards), name="mine.csv")
+    assert irem_study(monkeypatch, f"run_dir={run_dir}", f"files={{mine: {mine}}}") == (0, "")
+    (found,) = run_dir.glob("study/*/study.json")
+    record = json.loads(found.read_text())
+    assert {(c["solver"], c["set"]) for c in record["cells"]} >= {("gd", "mine"), ("adaptive", "mine"), ("gd", "40")}
+    assert [lv["level"] for lv in record["levels"] if lv["set"] == "mine"] == [None]  # no level of the sweep
+    assert "mine" in capsys.readouterr().out
+    capsys.readouterr()
+    assert irem_study(monkeypatch, f"run_dir={run_dir}", f"files={{mine: {tmp_path / 'none.csv'}}}") == (2, "")
+    assert f"files.mine={tmp_path / 'none.csv'}: no such file." in capsys.readouterr().err
+    status, message = irem_study(monkeypatch, f"run_dir={run_dir}", f"files={{mine: {bad_file(tmp_path, boards)}}}")
+    assert status == 1 and f"files: task 'sudoku' cannot read it: {tmp_path / 'bad.csv'}:3:" in message
