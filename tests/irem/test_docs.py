@@ -119,7 +119,6 @@ PLUG_INS = "Plugging in an energy, a solver or an objective"
     [
         ("Plugging in a task", "python", "tasks/linear_system.py"),
         ("Plugging in a task", "yaml", "configs/task/linear_system.yaml"),
-        (PLUG_INS, "python", "solvers/transforms/normalize.py"),
         (PLUG_INS, "yaml", "configs/solver/gd_normalized.yaml"),
     ],
 )

@@ -142,7 +142,7 @@ def test_a_run_dir_that_is_missing_or_not_a_run_lists_the_runs_that_exist(
 # The tests whose outcome could depend on the folder pytest runs in (they list trained runs).
 CWD_SENSITIVE = [
     "test_eval_of_a_missing_run_dir_creates_nothing",
-    "test_a_run_dir_that_is_missing_or_not_a_run_lists_the_runs_that_exist",
+    "test_a_run_dir_that_is_missing_or_not_a_run_lists_the_runs_that_exist[irem-eval]",
 ]
 
 
@@ -177,7 +177,7 @@ def test_cwd_sensitive_tests_pass_from_a_folder_with_runs(tmp_path: Path) -> Non
         timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "4 passed" in done.stdout
+    assert "2 passed" in done.stdout
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["inverse-energy", "inverse-feedforward"]
 
 
