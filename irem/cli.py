@@ -12,7 +12,8 @@ Each run writes into `outputs/<name>`: the resolved config (.hydra/), TensorBoar
 checkpoints/last.pt, train_summary.json, eval.json/eval.csv. Running the same command again
 resumes from the checkpoint, so a killed run loses at most `trainer.checkpoint_every` iterations.
 The run name says what was trained (inverse-energy, inverse-energy-gd_learned_step,
-inverse-feedforward), so runs of different models do not share a checkpoint.
+inverse-feedforward; a preset with groups chosen on top of it, sudoku_graph-energy.mlp), so runs of
+different models do not share a checkpoint.
 
 This module imports only Hydra at the top: torch, the trainer, the study and whatever a task
 needs load inside the command that uses them, so `--help` and a misspelt key answer at once.
