@@ -12,7 +12,8 @@ Each run writes into `outputs/<name>`: the resolved config (.hydra/), TensorBoar
 checkpoints/last.pt, train_summary.json, eval.json/eval.csv. Running the same command again
 resumes from the checkpoint, so a killed run loses at most `trainer.checkpoint_every` iterations.
 The run name says what was trained (inverse-energy, inverse-energy-gd_learned_step,
-inverse-feedforward), so runs of different models do not share a checkpoint.
+inverse-feedforward; a preset with groups chosen on top of it, sudoku_graph-energy.mlp), so runs of
+different models do not share a checkpoint.
 
 This module imports only Hydra at the top: torch, the trainer, the study and whatever a task
 needs load inside the command that uses them, so `--help` and a misspelt key answer at once.
@@ -84,6 +85,14 @@ def check_config(cfg: DictConfig) -> None:
         EvalConfig(**to_container(cfg.eval))
     if cfg.get("device") is not None:
         resolve_device(str(cfg.device))
+    if cfg.get("files"):  # irem-study's files: each must be a file before anything is trained or loaded
+        from irem.data_files import missing_files
+
+        missing = missing_files(cfg.files, "files")
+        if missing:
+            raise SettingError(
+                f"{', '.join(missing)}: no such file. Give the path of a data file, e.g. files={{mine: puzzles.csv}}."
+            )
 
 
 def _report(rows: list[dict], out_dir: str, title: str, task: Task, solves: bool = False) -> None:
@@ -134,14 +143,17 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     config (irem-train, and irem-study's own short training)."""
     from irem.build import build_model, build_task
     from irem.checkpoint import load_run_state, recover, run_checkpoint
+    from irem.data_files import add_task_files, read_task_files
     from irem.run_identity import upgrade_config
     from irem.trainer import Trainer
 
     check_config(cfg)
     task = build_task(cfg.task)
     model = build_model(cfg, task)  # first: an energy that does not fit the task is the choice to fix
+    read_task_files(task)  # every data file read and checked before the first iteration
     if cfg.get("eval") is not None and cfg.eval.get("run", False):  # before training, not after it
-        check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.get("levels") or []))
+        add_task_files(task, cfg.eval.get("files") or {})
+        check_eval_sets(task, eval_splits(cfg.eval), list(cfg.eval.get("levels") or []))
     config = to_container(cfg)
     ckpt = run_checkpoint(out_dir)
     if cfg.resume and recover(ckpt) is not None:  # a corrupted last.pt falls back to previous.pt, with a note
@@ -155,11 +167,15 @@ def _fit(cfg: DictConfig, out_dir: str) -> tuple[Task, Predictor, Trainer]:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{cfg.name}: task={task.name} model={type(model).__name__} params={n_params} -> {out_dir}")
     trainer = Trainer(task, model, out_dir, seed=cfg.seed, device=cfg.device, config=config, **cfg.trainer)
-    summary = trainer.fit(resume=cfg.resume)
-    loss = "unknown" if summary["final_loss"] is None else f"{summary['final_loss']:.4g}"
-    print(f"trained {summary['iterations']} iterations in {summary['train_seconds']:.1f}s, final loss {loss}")
+    trainer.fit(resume=cfg.resume)
+    print(trainer.outcome())
     trainer.use_ema_weights()  # evaluated as load_run gives the run to irem-eval: its EMA, if it has one
     return task, model, trainer
+
+
+def eval_splits(e: DictConfig) -> list[str]:
+    """The splits an evaluation covers: `eval.splits`, then those read from `eval.files`."""
+    return list(dict.fromkeys([*map(str, e.splits), *map(str, e.get("files") or {})]))
 
 
 def _evaluation(task: Task, model: Predictor, cfg: DictConfig, device: Any) -> list[dict]:
@@ -167,7 +183,15 @@ def _evaluation(task: Task, model: Predictor, cfg: DictConfig, device: Any) -> l
 
     e = cfg.eval
     return evaluate(
-        task, model, e.splits, e.budgets, cfg.seed, e.batch_size, device, levels=list(e.levels), instances=e.instances
+        task,
+        model,
+        eval_splits(e),
+        e.budgets,
+        cfg.seed,
+        e.batch_size,
+        device,
+        levels=list(e.levels),
+        instances=e.instances,
     )
 
 
@@ -213,6 +237,7 @@ def describe_model(model: Predictor, label: str | None = None) -> str:
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def _evaluate(cfg: DictConfig) -> None:
     from irem.build import build_solver, load_run
+    from irem.data_files import add_task_files
     from irem.device import resolve_device
     from irem.solver_settings import set_solver_settings
 
@@ -220,7 +245,8 @@ def _evaluate(cfg: DictConfig) -> None:
     try:
         check_config(cfg)
         path, saved, task, model = load_run(cfg.run_dir, cfg.checkpoint)
-        check_eval_sets(task, list(cfg.eval.splits), list(cfg.eval.levels))
+        add_task_files(task, cfg.eval.files or {})  # the user's own data, read and checked before any evaluation
+        check_eval_sets(task, eval_splits(cfg.eval), list(cfg.eval.levels))
         label = None
         if cfg.get("solver") is not None:
             if not hasattr(model, "solver"):
@@ -430,10 +456,34 @@ def _override_errors(config_name: str, overrides: list[str]) -> list[str]:
     return errors
 
 
+def name_preset_overrides(argv: list[str], cfg: DictConfig | None) -> DictConfig | None:
+    """irem-train's config with the run named after every group chosen on top of its experiment
+    preset (`experiment=sudoku_graph energy=mlp` trains into outputs/sudoku_graph-energy.mlp, not the
+    preset's folder): `name=<that name>` is appended to `argv` (in place) for Hydra to compose, and
+    the config recomposed with it. Unchanged without a preset, without a group choice on the command
+    line, with a `name=` of the user's, and for a multirun or a help flag (`cfg` None)."""
+    from irem.run_identity import MODEL_GROUPS, preset_run_name
+
+    if cfg is None or str(cfg.hydra.runtime.choices.get("experiment")) in ("None", "null"):
+        return cfg
+    overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
+    if any(o.lstrip("+~").split("=", 1)[0] == "name" for o in overrides):
+        return cfg
+    groups = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in MODEL_GROUPS]
+    preset = compose_command("train", [o for o in overrides if o not in groups]) if groups else None
+    if preset is None:
+        return cfg
+    name = preset_run_name(str(preset.name), preset.hydra.runtime.choices, cfg.hydra.runtime.choices)
+    if name == str(cfg.name):
+        return cfg
+    argv.append(f"name={name}")
+    return compose_command("train", [*overrides, f"name={name}"])
+
+
 def train() -> None:
     from irem.run_guard import check_train_target, exit_status, holding_run_dir
 
-    cfg = precheck("train", sys.argv[1:])
+    cfg = name_preset_overrides(sys.argv, precheck("train", sys.argv[1:]))
     out_dir = Path(str(cfg.hydra.run.dir)) if cfg is not None and int(os.environ.get("RANK", "0")) == 0 else None
     if out_dir is not None:
         try:
@@ -464,16 +514,20 @@ def evaluate() -> None:
 
 
 def study() -> None:
-    from irem.run_guard import claim_output_dir
+    from irem.run_guard import check_run_dir, claim_output_dir
 
     cfg = precheck("study", sys.argv[1:])
     if cfg is not None and cfg.get("run_dir") is not None:  # a study of a run writes into <run_dir>/study/<time>
+        try:
+            check_run_dir(cfg)
+        except SettingError as err:
+            raise SystemExit(f"irem-study: {err}") from None
         claim_output_dir(cfg, sys.argv)
     _study()
 
 
 def generate() -> None:
-    from irem.run_guard import claim_output_dir
+    from irem.run_guard import check_run_dir, claim_output_dir
 
     cfg = precheck(
         "generate",
@@ -482,6 +536,10 @@ def generate() -> None:
         usage="""irem-generate run_dir=outputs/text-ebt_system2 'prompt="The "'""",
     )
     if cfg is not None:
+        try:  # before Hydra creates <run_dir>/generate/<time>/
+            check_run_dir(cfg)
+        except SettingError as err:
+            raise SystemExit(f"irem-generate: {err}") from None
         claim_output_dir(cfg, sys.argv)
     _generate()
 

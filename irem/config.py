@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from irem.budgets import DEFAULT_BUDGETS, check_budgets
+from irem.data_files import missing_files
 from irem.errors import SettingError, unknown_key_message
 from irem.settings import TrainerConfig, check_ranges, is_finite, is_whole
 
@@ -66,6 +68,10 @@ class EvalConfig:
     instances: int | None = None  # per level; null: the task's test_size
     budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     batch_size: int = 1000
+    # splits read from data files, {name: path}, evaluated besides `splits`, for a task that reads
+    # files (Sudoku: eval.files={mine: puzzles.csv}); each is read and checked before any evaluation
+    # (typed Any, null by default: a dict-typed field takes no new key without a plus on the command line)
+    files: Any = None
 
     def __post_init__(self) -> None:
         """The ranges that need no task: irem-train checks them before training, not after it
@@ -84,7 +90,17 @@ class EvalConfig:
             raise SettingError(
                 f"eval.levels holds {bad[0]!r}: a difficulty level must be a finite number, e.g. eval.levels=[1,0.2]."
             )
-        if not self.splits and not self.levels:
+        if self.files is not None and not isinstance(self.files, Mapping):
+            raise SettingError(
+                f"eval.files={self.files!r}: give {{split name: path}}, e.g. eval.files={{mine: puzzles.csv}}."
+            )
+        missing = missing_files(self.files or {}, "eval.files")
+        if missing:
+            raise SettingError(
+                f"{', '.join(missing)}: no such file. Give the path of a data file (relative to the folder the "
+                "command runs in), e.g. eval.files={mine: puzzles.csv}."
+            )
+        if not self.splits and not self.levels and not self.files:
             raise SettingError(
                 "eval.splits and eval.levels are both empty, so there is nothing to evaluate; name a split "
                 "(e.g. eval.splits=[test]) or give levels, or pass eval.run=false to skip the evaluation."
@@ -146,6 +162,8 @@ class StudyConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     solvers: list[str] = field(default_factory=lambda: ["gd", "adaptive"])
     levels: list[float] | None = None  # null: the task's own (Task.study_levels, else its split levels)
+    # sets read from data files, {name: path}, studied besides the levels (a task that reads files)
+    files: Any = None
     mixed: bool = True
     instances: int = 200
     budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))

@@ -11,7 +11,8 @@ the whole solve that answered every budget at once (not a time per budget). Each
 the instances that, at its budget, had `diverged` (energy or gradient no longer finite; their
 answer is the last finite iterate) and that were still moving (`max_steps`: a solve of that budget
 would have stopped them at its cap), so a mean over partly diverged instances is never read as a
-plain error; a predictor without per-instance solve records (a baseline) has null counts.
+plain error; a predictor without per-instance solve records (a baseline) has null counts. A
+predictor that gave every budget the one same answer (`ignores_budget`) is shown in one column.
 irem/records.py writes the rows and irem/tables.py prints them.
 """
 
@@ -72,6 +73,13 @@ def steps_used(preds: Predictions) -> float:
     return max((float(v) for v in per_budget.values()), default=float("nan"))
 
 
+def answers_ignore_budget(preds: Predictions) -> bool:
+    """Whether every budget got the one same answer (a feed-forward net returns one tensor for all):
+    the table then shows one column, not the same number under every `steps N`."""
+    answers = [y for label, y in preds.answers.items() if label.isdigit()]
+    return len(answers) > 1 and all(y is answers[0] for y in answers[1:])
+
+
 def status_counts(preds: Predictions, budgets: Sequence[int]) -> dict[str, tuple[int, int]] | None:
     """(diverged, max_steps) instance counts per answer label, or None without per-instance records.
 
@@ -114,13 +122,14 @@ def evaluate_set(
     g = eval_generator(seed, name)
     per_instance: dict[tuple[str, str], list[torch.Tensor]] = {}
     counts: dict[str, list[int]] | None = {}
-    steps, seconds = 0.0, 0.0
+    steps, seconds, ignores_budget = 0.0, 0.0, True
     for part in eval_batches(task, problem, batch_size):
         part = part.to(device)
         start = time.perf_counter()
         preds = predict_constrained(model, task, part, budgets, g)
         seconds += time.perf_counter() - start
         steps += steps_used(preds) * part.num_instances
+        ignores_budget = ignores_budget and answers_ignore_budget(preds)
         part_counts = status_counts(preds, budgets)
         if part_counts is None or counts is None:
             counts = None
@@ -150,6 +159,7 @@ def evaluate_set(
                 "solve_seconds": seconds,
                 "diverged": None if counts is None else counts[label][0],
                 "max_steps": None if counts is None else counts[label][1],
+                "ignores_budget": ignores_budget,
             }
         )
     return rows

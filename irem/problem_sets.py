@@ -96,3 +96,11 @@ def make_sets(task: Task, levels: Sequence[float], instances: int, seed: int, mi
         problem = _generate(task, n, per, set_generator(seed, "mixed"), "mixed")
         sets.append(LevelSet("mixed", None, problem, per, _difficulty(problem, per)))
     return sets
+
+
+def file_set(task: Task, name: str) -> LevelSet:
+    """A split the task reads from a data file (irem-study's `files`) as a set of the study: no level
+    of the sweep (NaN per instance), the difficulty its instances record."""
+    problem = task.split(name)
+    nan = torch.full((problem.num_instances,), float("nan"), dtype=torch.float64)
+    return LevelSet(name, None, problem, nan, _difficulty(problem, nan))

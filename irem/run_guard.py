@@ -4,8 +4,9 @@ Hydra makes the output folder (and writes .hydra/config.yaml there) before a com
 runs, so a second irem-train in a busy directory, or an irem-eval of a directory that does not
 exist, would already have written something by the time the function could refuse. The commands'
 entry points call these first, on the config they composed (its `hydra.run.dir` says where Hydra
-is about to write): `check_eval_target` refuses a missing run or a checkpoint of another run (whose results would land
-in the wrong folder), `check_train_target` refuses a folder that holds files irem did not write,
+is about to write): `check_run_dir` refuses a run_dir that is missing or holds no run, listing the runs
+that exist, `check_eval_target` also a checkpoint of another run (whose results would land in the wrong
+folder), `check_train_target` refuses a folder that holds files irem did not write,
 `fresh_output_dir` gives each evaluation, study and generation a folder of its own (two started in
 the same second no longer share one), and `exit_status` turns a stop by signal into that signal's
 exit status.
@@ -25,12 +26,60 @@ from irem.errors import SettingError
 from irem.run_identity import IDENTITY, same_run, upgrade_config
 
 
-def _runs_under(folder: Path) -> list[str]:
-    from irem.checkpoint import run_checkpoint
+def is_run(folder: Path) -> bool:
+    """Whether `folder` holds a trained run: a checkpoint of irem-train's (or the previous one a
+    damaged last.pt falls back to)."""
+    from irem.checkpoint import previous_checkpoint, run_checkpoint
 
-    if not folder.is_dir():
+    ckpt = run_checkpoint(folder)
+    return ckpt.is_file() or previous_checkpoint(ckpt).is_file()
+
+
+def _runs_under(folder: Path) -> list[str]:
+    try:
+        return sorted(str(p) for p in folder.iterdir() if p.is_dir() and is_run(p))
+    except OSError:  # not a folder, or not readable: nothing to list
         return []
-    return sorted(str(p) for p in folder.iterdir() if run_checkpoint(p).is_file())[:8]
+
+
+def runs_hint(run_dir: Path, most: int = 8) -> str:
+    """The trained runs a wrong `run_dir` may have meant: those beside it and those in outputs/ (where
+    irem-train writes, relative to where the command runs), as a sentence for the message."""
+    seen: dict[str, str] = {}
+    for folder in (run_dir.parent, Path("outputs")):
+        for run in _runs_under(folder):
+            seen.setdefault(str(Path(run).resolve()), run)
+    runs = sorted(seen.values())
+    if not runs:
+        return (
+            f" No trained run was found in {run_dir.parent}/ or outputs/: train one with irem-train "
+            "(it prints the folder it writes)."
+        )
+    more = f" and {len(runs) - most} more" if len(runs) > most else ""
+    return f" Trained runs found: {', '.join(runs[:most])}{more}."
+
+
+def check_run_dir(cfg: Any) -> None:
+    """Refuse, before Hydra creates `<run_dir>/<what>/<time>/` (irem-eval, irem-study of a run,
+    irem-generate), a `run_dir` that does not exist, or (without `checkpoint=`) one that holds no
+    trained run, listing the runs that do exist, so a typo or a run never made is answered with what
+    to give instead of a traceback and an empty folder."""
+    if OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") is None:
+        return
+    run_dir = Path(str(cfg.run_dir))
+    check_not_a_loop(run_dir, "run_dir")
+    if not run_dir.is_dir():
+        raise SettingError(
+            f"run_dir={run_dir} does not exist. Give the folder of a trained run (irem-train writes "
+            f"outputs/<name>, with checkpoints/last.pt inside).{runs_hint(run_dir)}"
+        )
+    if cfg.get("checkpoint") is None and not is_run(run_dir):
+        from irem.checkpoint import run_checkpoint
+
+        raise SettingError(
+            f"run_dir={run_dir} is not a trained run: it has no {run_checkpoint(run_dir).relative_to(run_dir)} "
+            f"(irem-train saves one every trainer.checkpoint_every iterations and at the end).{runs_hint(run_dir)}"
+        )
 
 
 def check_eval_target(cfg: Any) -> None:
@@ -40,15 +89,8 @@ def check_eval_target(cfg: Any) -> None:
     that is only the user knows (a copied checkpoint has no run directory of its own)."""
     if OmegaConf.is_missing(cfg, "run_dir") or cfg.get("run_dir") is None:
         return
+    check_run_dir(cfg)
     run_dir = Path(str(cfg.run_dir))
-    check_not_a_loop(run_dir, "run_dir")
-    if not run_dir.is_dir():
-        runs = _runs_under(Path("outputs"))
-        hint = f" Trained runs in outputs/: {', '.join(runs)}." if runs else ""
-        raise SettingError(
-            f"run_dir={run_dir} does not exist. Give the folder of a trained run (irem-train writes "
-            f"outputs/<name>, with checkpoints/last.pt inside).{hint}"
-        )
     checkpoint = cfg.get("checkpoint")
     if checkpoint is None:
         return

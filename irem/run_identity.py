@@ -2,7 +2,8 @@
 how a config saved by earlier code reads today.
 
 A run's name says what was trained (`inverse-energy`, `inverse-energy-gd_learned_step`,
-`inverse-feedforward`), so runs of different models never share a folder. A command that resumes a
+`inverse-feedforward`; a preset's name plus the groups chosen on top of it, `sudoku_graph-energy.mlp`),
+so runs of different models never share a folder. A command that resumes a
 checkpoint, or evaluates one under another run's folder, compares the saved config with its own
 (`same_run`): settings in `RESUMABLE` may change, everything else makes another run, and a key the
 checkpoint predates counts as the same when the current value is that option's default. Saved
@@ -12,6 +13,7 @@ changed form, settings that moved groups.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import fields
 from typing import Any
@@ -59,6 +61,26 @@ def model_name(baseline_choice: Any, solver_choice: Any = None) -> str:
     """The model part of a run name: `energy` (plus the solver unless it is the plain one), else the
     baseline's config name (a baseline has no solver to name)."""
     return "energy" + solver_suffix(solver_choice) if _unset(baseline_choice) else str(baseline_choice)
+
+
+# The groups that say what a run trains; choosing one on top of an experiment preset makes another run.
+MODEL_GROUPS = ("task", "energy", "solver", "objective", "baseline")
+
+
+def preset_run_name(name: str, preset_choices: Mapping[str, Any], choices: Mapping[str, Any]) -> str:
+    """The run name of a preset (`experiment=sudoku_graph`, named `sudoku_graph`) with groups chosen on
+    top of it: `-<group>.<choice>` for each group in MODEL_GROUPS whose choice differs from the
+    preset's own (`sudoku_graph-energy.mlp`), so an MLP trained from the Sudoku preset never lands in,
+    or resumes, the preset's own folder. The preset alone, or a group chosen as the preset has it,
+    keeps the preset's name, and with it the folder an earlier run of the same command resumes."""
+
+    def shown(choice: Any) -> str:
+        return "null" if _unset(choice) else str(choice)
+
+    changed = [
+        f"{g}.{shown(choices.get(g))}" for g in MODEL_GROUPS if shown(choices.get(g)) != shown(preset_choices.get(g))
+    ]
+    return "-".join([name, *changed])
 
 
 def study_dir(run_dir: Any, fresh: str, stamp: str) -> str:

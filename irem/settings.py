@@ -62,7 +62,11 @@ class TrainerConfig:
     log_every: int = 25
     checkpoint_every: int = 100
     val_every: int = 0
-    time_limit: float | None = None  # seconds of training; stops early for equal wall-clock comparisons
+    # seconds of training (the loop's own time: no evaluation, validation or start-up), counted over
+    # every invocation of a run, so a killed run resumed with the same command stops where it would
+    # have (and a time-based lr_schedule decays over this total); a resume of a run that has spent it
+    # trains nothing and says so. null: no limit. For equal wall-clock comparisons.
+    time_limit: float | None = None
     progress: bool = True
     # stop, keeping the last checkpoint, once the training loss exceeds this: a run that explodes
     # (e.g. solver.step_size=1e12 trained on to a loss of 2.9e18) rather than learns; null: no bound

@@ -17,6 +17,7 @@ irem/plots.py draws it and irem/study_command.py runs the command.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -349,8 +350,14 @@ def level_summary(sets: list[LevelSet], rows: list[dict[str, Any]]) -> list[dict
     order = [s.level for s in sets if s.level is not None]
     for s in sets:
         present = set(s.levels.tolist())
-        for level in [v for v in order if v in present] if s.level is None else [s.level]:
-            mask = s.levels == level
+        if s.level is not None:
+            levels = [s.level]
+        elif bool(s.levels.isnan().all()):  # a set read from a file (file_set): one entry, no level
+            levels = [math.nan]
+        else:  # the mixed set, by each instance's level
+            levels = [v for v in order if v in present]
+        for level in levels:
+            mask = torch.ones_like(s.levels, dtype=torch.bool) if math.isnan(level) else s.levels == level
             d = s.difficulty[mask]
             entry: dict[str, Any] = {
                 "set": s.name,
@@ -361,7 +368,11 @@ def level_summary(sets: list[LevelSet], rows: list[dict[str, Any]]) -> list[dict
                 "difficulty_max": float(d.max()),
             }
             for name in adaptive:
-                mine = [r for r in rows if r["solver"] == name and r["set"] == s.name and r["level"] == level]
+                mine = [
+                    r
+                    for r in rows
+                    if r["solver"] == name and r["set"] == s.name and (math.isnan(level) or r["level"] == level)
+                ]
                 steps = [r["steps"] for r in mine]
                 entry[f"{name}_steps_mean"] = statistics.fmean(steps)
                 entry[f"{name}_steps_median"] = float(statistics.median(steps))
@@ -419,13 +430,15 @@ def measure(
     progress: bool = True,
     title: str = "study",
     configs: dict[str, Any] | None = None,
+    extra_sets: Sequence[LevelSet] = (),
 ) -> Study:
     """The whole study of `model` in memory: sets, sweep, per-level aggregates, correlations.
-    Levels and the per-instance difficulty are labelled as the task names them."""
+    Levels and the per-instance difficulty are labelled as the task names them. `extra_sets` are
+    studied after the levels' (a split read from a file: problem_sets.file_set)."""
     if not solvers:
         raise StudyError("the study has nothing to measure: give at least one solver.")
     budgets = study_budgets(budgets)
-    sets = make_sets(task, levels, instances, seed, mixed)
+    sets = make_sets(task, levels, instances, seed, mixed) + list(extra_sets)
     cells, rows = run_sweep(task, model, solvers, sets, budgets, seed, batch_size, device, progress)
     computed = {cells[0]["metric"], *cells[0]}  # the headline, and the other metrics by name
     return Study(

@@ -18,8 +18,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from irem.build import build_solver
+from irem.data_files import add_task_files
 from irem.predictor import Predictor
-from irem.problem_sets import levels_to_use, make_sets
+from irem.problem_sets import file_set, levels_to_use, make_sets
 from irem.records import log_tensorboard, write_study
 from irem.solver import Solver
 from irem.study import Study, StudyError, is_energy_model, measure, study_budgets
@@ -104,12 +105,13 @@ def study_solvers(
 
 
 def preflight(cfg: DictConfig, task: Task, config_dir: str | Path) -> None:
-    """Check solver names, budgets and levels before a model is trained for minutes, so a typo
+    """Check solver names, budgets, levels and files before a model is trained for minutes, so a typo
     fails at once (one instance per level is generated: the task itself judges its levels)."""
     if cfg.get("solver") is None:
         solver_configs(list(cfg.solvers), config_dir)
     study_budgets(cfg.budgets)
     make_sets(task, levels_to_use(task, cfg.levels), 1, cfg.seed, mixed=False)
+    add_task_files(task, cfg.get("files") or {}, key="files")  # read and checked before the training
 
 
 def run(
@@ -131,6 +133,7 @@ def run(
         progress=cfg.progress,
         title=str(cfg.name),
         configs=configs,
+        extra_sets=[file_set(task, name) for name in add_task_files(task, cfg.get("files") or {}, key="files")],
     )
     paths = write_study(study, out_dir)
     log_tensorboard(study, out_dir)

@@ -34,16 +34,20 @@ def _row(values: tuple[float, ...], widths: list[int]) -> str:
 
 
 def format_table(rows: list[dict[str, Any]], title: str = "", higher_is_better: Collection[str] = ()) -> str:
-    """One block per metric: splits down, budgets across."""
+    """One block per metric: splits down, budgets across (one "any budget" column for a predictor
+    whose answer is the same at every budget, rows marked `ignores_budget`)."""
     out = []
     for metric in dict.fromkeys(r["metric"] for r in rows):
         sub = [r for r in rows if r["metric"] == metric]
         labels = sorted(dict.fromkeys(r["budget"] for r in sub), key=_order)
         splits = list(dict.fromkeys(r["split"] for r in sub))
         value = {(r["split"], r["budget"]): r["value"] for r in sub}
+        heads = [f"steps {lb}" if lb.isdigit() else lb for lb in labels]
+        if all(r.get("ignores_budget") for r in sub):  # one answer whatever the budget: one column
+            labels, heads = labels[-1:], ["any budget"]
         name = metric_label(metric, higher_is_better)
         width = max(10, len(name) + 1, *(len(s) + 1 for s in splits))  # long names keep columns aligned
-        head = f"{name:<{width}}" + "".join(f"{('steps ' + lb) if lb.isdigit() else lb:>12}" for lb in labels)
+        head = f"{name:<{width}}" + "".join(f"{h:>12}" for h in heads)
         out.append((f"{title}  " if title else "") + head)
         for s in splits:
             out.append(
@@ -56,24 +60,35 @@ def format_table(rows: list[dict[str, Any]], title: str = "", higher_is_better: 
 def format_solves(rows: list[dict[str, Any]], title: str = "") -> str:
     """Per split, once: the instances, the mean steps the solve used per instance (an adaptive
     solver's own count; a fixed one takes its largest budget) and the seconds of the whole solve,
-    which answered every budget of the split at once. Then, where the rows count them (energy
-    models), the instances that diverged and that were still moving at each budget, so an error
-    averaged over diverged instances is seen as such."""
+    which answered every budget of the split at once, and where the rows count them (energy models)
+    the instances of the whole solve that diverged and that were still moving at its end (`max_steps`),
+    so an error averaged over diverged instances is seen as such. Then the same counts at each smaller
+    budget, where they differ: the largest budget and `best` would only repeat the solve's own."""
     pad = " " * (len(title) + 2 if title else 0)
     solves = {r["split"]: r for r in rows}
+    counted = [r for r in rows if r.get("diverged") is not None]
+    largest = max((int(r["budget"]) for r in rows if str(r["budget"]).isdigit()), default=0)
+    # the whole solve's status: what its largest budget and its best iterate report
+    final = {r["split"]: r for r in counted if r["budget"] in ("best", str(largest))}
+    columns = ("instances", "steps used", "seconds") + (("diverged", "max_steps") if final else ())
     width = max(10, *(len(s) + 1 for s in solves))
-    head = f"{'solve':<{width}}" + "".join(f"{c:>12}" for c in ("instances", "steps used", "seconds"))
+    head = f"{'solve':<{width}}" + "".join(f"{c:>12}" for c in columns)
     lines = [(f"{title}  " if title else "") + head]
     for split, r in solves.items():
         values = (float(r["n"]), float(r["steps_mean"]), float(r["solve_seconds"]))
+        if final:
+            f = final.get(split)
+            values += (math.nan, math.nan) if f is None else (float(f["diverged"]), float(f["max_steps"]))
         lines.append(f"{pad}{split:<{width}}" + "".join(map(_number, values)))
-    counted = [r for r in rows if r.get("diverged") is not None]
-    if counted:
-        first = {(r["split"], r["budget"]): r for r in counted}.values()  # the counts repeat per metric
+    # per budget, only the smaller budgets, whose counts differ from the whole solve's
+    smaller = {
+        (r["split"], r["budget"]): r for r in counted if str(r["budget"]).isdigit() and int(r["budget"]) < largest
+    }
+    if smaller:  # (keyed by split and budget: the counts repeat per metric)
         status = [
             {"split": r["split"], "budget": r["budget"], "metric": f"{key} (instances)", "value": float(r[key])}
             for key in ("diverged", "max_steps")
-            for r in first
+            for r in smaller.values()
         ]
         lines.append(format_table(status, title))
     return "\n".join(lines)
@@ -101,6 +116,10 @@ def format_study(study: Study) -> str:
         cols = ("level", "difficulty", "steps mean", "steps med", study.metric, "seconds")
         widths = [max(12, len(c) + 1) for c in cols]  # a long metric name keeps its column apart
         lines = [f"{study.title}  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
+        # what the two first columns hold, in the task's words (inverse: the shift c, the condition number)
+        lines.append(
+            f"{pad}(level: {study.level_label}; difficulty: the median {study.difficulty_label} of its instances)"
+        )
         for lv in study.levels:
             if f"{name}_steps_mean" not in lv:
                 continue

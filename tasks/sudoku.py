@@ -20,6 +20,7 @@ every given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -96,9 +97,9 @@ class Sudoku(Task):
         self.relaxation = relaxation
         self.files = {str(k): str(v) for k, v in (files or {}).items()}
         self.cache_dir = cache_dir
-        for name, path in self.files.items():
-            if not Path(path).expanduser().is_file():
-                raise FileNotFoundError(f"Sudoku: files.{name} is {path}, which is not a file.")
+        for key, path in [("train_path", train_path)] + [(f"files.{k}", v) for k, v in self.files.items()]:
+            if path and not Path(path).expanduser().is_file():
+                raise ValueError(f"Sudoku: {key} is {path}, which is not a file.")
         self._train_set: boards.Boards | None = None
 
     # -- Task ---------------------------------------------------------------------------------
@@ -167,6 +168,24 @@ class Sudoku(Task):
             "violations": m["violations"],
             "ce": categorical_loss(problem, y.detach()),
         }
+
+    # -- data files (irem/data_files.py's ReadsFiles) -------------------------------------------
+    def read_files(self) -> None:
+        """Read train_path and every file split now (each is kept for training and evaluation), so a
+        bad line is found before the first iteration rather than at the first step or after training."""
+        if self.train_path:
+            self.training_set()
+        for name in self.files:
+            self.split(name)
+
+    def add_files(self, files: Mapping[str, str]) -> None:
+        """Splits read from files of the user's ({split: path}; a split of the same name is replaced)."""
+        for name, path in files.items():
+            if not Path(path).expanduser().is_file():
+                raise ValueError(f"Sudoku: files.{name} is {path}, which is not a file.")
+            self.files[str(name)] = str(path)
+            self._split_cache.pop(str(name), None)
+            self.split(str(name))
 
     # -- boards to problems ------------------------------------------------------------------
     def problem(self, found: boards.Boards) -> Problem:

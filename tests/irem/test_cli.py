@@ -86,7 +86,7 @@ def test_running_again_resumes(runs) -> None:
     again = runs["again"]
     ok(again)
     assert "Resuming" in again.stdout
-    assert "trained 3 iterations" in again.stdout
+    assert "resumed a finished run: evaluating only (it trained 3 iterations" in again.stdout
     first_rows = json.loads((runs["run_dir"] / "eval.json").read_text())
     assert first_rows  # rewritten by the resumed run, same splits and budgets
 
@@ -273,3 +273,21 @@ def test_precheck_lets_an_experiment_preset_through(preset):
     """experiment= chooses a group of the train config (it has no `experiment` key of its own); the
     check that refuses a group a command does not take must not refuse it."""
     precheck("train", [f"experiment={preset}", "trainer.iterations=5"])  # raises SystemExit when refused
+
+
+@pytest.mark.parametrize("config_name", ["train", "evaluate", "study", "generate"])
+def test_help_names_the_command(config_name: str) -> None:
+    """Issue 32: `irem-train --help` began "cli is powered by Hydra" (the module's name)."""
+    from hydra import compose, initialize_config_dir
+
+    from irem.cli import COMMANDS
+
+    required = {"evaluate": ["run_dir=x"], "generate": ["run_dir=x", "prompt=x"]}.get(config_name, [])
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=required, return_hydra_config=True)
+    assert cfg.hydra.help.app_name == COMMANDS[config_name]
+
+
+def test_irem_train_help_begins_with_its_name(tmp_path: Path) -> None:
+    done = finish(start("irem-train", ["--help"], tmp_path))
+    assert done.returncode == 0 and done.stdout.startswith("irem-train is powered by Hydra.")

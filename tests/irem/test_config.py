@@ -219,6 +219,45 @@ def test_run_names_tell_apart_what_was_trained() -> None:
     assert run_name("study", ["solver@train_solver=gd_accept"]) == "study-inverse-mlp-gd_accept"
 
 
+def train_folder(*args: str) -> tuple[str, list[str]]:
+    """Where irem-train would write for this command line, and the line Hydra is then given."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from irem.cli import name_preset_overrides, precheck
+
+    argv = ["irem-train", *args]
+    try:
+        cfg = name_preset_overrides(argv, precheck("train", argv[1:]))
+        return str(cfg.hydra.run.dir), argv[1:]
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def test_a_preset_with_groups_chosen_on_top_names_them() -> None:
+    """Issue 32, item 7: `experiment=sudoku_graph energy=mlp` trained an MLP into outputs/sudoku_graph
+    without a word (and the real preset was then refused there)."""
+    assert train_folder("experiment=sudoku_graph", "energy=mlp") == (
+        "outputs/sudoku_graph-energy.mlp",
+        ["experiment=sudoku_graph", "energy=mlp", "name=sudoku_graph-energy.mlp"],
+    )
+    assert train_folder("experiment=irem_inverse", "baseline=feedforward", "solver=gd_accept")[0] == (
+        "outputs/irem_inverse-solver.gd_accept-baseline.feedforward"
+    )
+    assert train_folder("task=addition", "experiment=irem_inverse")[0] == "outputs/irem_inverse-task.addition"
+
+
+def test_unchanged_commands_keep_their_run_folders() -> None:
+    """A changed name would start a new run where the same command used to resume the old one."""
+    assert train_folder() == ("outputs/inverse-energy", [])
+    assert train_folder("solver=gd_learned_step")[0] == "outputs/inverse-energy-gd_learned_step"
+    assert train_folder("experiment=sudoku_graph", "trainer.iterations=5") == (
+        "outputs/sudoku_graph",
+        ["experiment=sudoku_graph", "trainer.iterations=5"],
+    )
+    assert train_folder("experiment=sudoku_graph", "energy=sudoku_graph")[0] == "outputs/sudoku_graph"  # its own
+    assert train_folder("experiment=sudoku_graph", "energy=mlp", "name=mine")[0] == "outputs/mine"
+
+
 def test_default_config_is_a_short_cpu_inverse_run(compose_config) -> None:
     cfg = compose_config("train", SMALL)
     assert cfg.task._target_ == "irem.tasks.matrix.Inverse" and cfg.device == "cpu" and cfg.resume is True

@@ -119,7 +119,6 @@ PLUG_INS = "Plugging in an energy, a solver or an objective"
     [
         ("Plugging in a task", "python", "tasks/linear_system.py"),
         ("Plugging in a task", "yaml", "configs/task/linear_system.yaml"),
-        (PLUG_INS, "python", "solvers/transforms/normalize.py"),
         (PLUG_INS, "yaml", "configs/solver/gd_normalized.yaml"),
     ],
 )
@@ -129,6 +128,30 @@ def test_readme_shows_the_real_plug_in_files(heading: str, language: str, source
     assert blocks[0] == (ROOT / source).read_text(), (
         f"the README's {language} block under '{heading}' differs from {source}; paste the file verbatim"
     )
+
+
+def group_table(text: str) -> dict[str, str]:
+    """The README's table of config groups: group -> its row of choices."""
+    rows = re.findall(r"^\| `([a-z_]+)` \| (.*) \|$", section(text, "Config groups"), flags=re.M)
+    return dict(rows)
+
+
+def test_the_group_table_lists_every_config() -> None:
+    """Issue 32: the table left out the sudoku task and the *_verified solvers. Every file of
+    configs/<group>/ is named in its group's row, as `name`."""
+    table = group_table(README.read_text())
+    groups = sorted(p.name for p in (ROOT / "configs").iterdir() if p.is_dir())
+    assert sorted(table) == groups
+    missing = {
+        group: names
+        for group in groups
+        if (
+            names := [
+                p.stem for p in sorted((ROOT / "configs" / group).glob("*.yaml")) if f"`{p.stem}`" not in table[group]
+            ]
+        )
+    }
+    assert not missing, f"the README's group table does not name: {missing}"
 
 
 # -- links -----------------------------------------------------------------------------------------

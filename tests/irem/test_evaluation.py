@@ -16,7 +16,7 @@ from irem.objectives.irem import IREMObjective
 from irem.records import write_results
 from irem.seeds import eval_generator
 from irem.solvers.gradient_descent import GradientDescent
-from irem.tables import format_table
+from irem.tables import format_solves, format_table
 from irem.tasks.matrix import Inverse
 
 SPLITS = ("test", "harder")
@@ -51,7 +51,9 @@ def test_rows_cover_every_split_and_budget_plus_best(setup) -> None:
             "solve_seconds",
             "diverged",
             "max_steps",
+            "ignores_budget",
         }
+        assert r["ignores_budget"] is False
         assert r["n"] == 10 and r["solve_seconds"] > 0 and r["value"] > 0
         assert r["steps_mean"] == 3  # the fixed solver's one solve runs to the largest budget
 
@@ -118,6 +120,38 @@ def test_format_table_contains_every_split_and_budget(setup) -> None:
         line = next(x for x in lines if x.split() and x.split()[0] == split)
         value = {r["budget"]: r["value"] for r in rows if r["split"] == split}
         assert [float(v) for v in line.split()[1:]] == pytest.approx([value["1"], value["3"], value["best"]], rel=1e-3)
+
+
+def test_a_model_that_ignores_the_budget_gets_one_column() -> None:
+    """Issue 32: a feed-forward net printed the same number under seven `steps N` headers."""
+    from irem.baselines.feedforward import FeedForward
+
+    task = Inverse(size=3, test_size=10, val_size=8)
+    torch.manual_seed(0)
+    rows = evaluate(task, FeedForward(**task.dims(), width=16), SPLITS, (1, 10, 80), seed=0, batch_size=4)
+    assert all(r["ignores_budget"] for r in rows)
+    lines = format_table(rows, "inverse-feedforward").splitlines()
+    assert lines[0].split()[1:] == ["mse", "any", "budget"]
+    for split in SPLITS:
+        line = next(x for x in lines if x.split() and x.split()[0] == split)
+        assert [float(v) for v in line.split()[1:]] == pytest.approx(
+            [next(r["value"] for r in rows if r["split"] == split and r["budget"] == "80")], rel=1e-3
+        )
+
+
+def test_status_columns_do_not_repeat_the_whole_solves(setup) -> None:
+    """Issue 32: the per-budget counts of diverged and still-moving instances repeated, under the
+    largest budget and `best`, the whole solve's status; it is now one column pair of the solve line."""
+    _, _, rows = setup
+    lines = format_solves(rows, "inverse-energy").splitlines()
+    assert lines[0].split()[1:] == ["solve", "instances", "steps", "used", "seconds", "diverged", "max_steps"]
+    final = {r["split"]: r for r in rows if r["budget"] == "best"}
+    for split in SPLITS:
+        line = next(x for x in lines if x.split() and x.split()[0] == split)
+        assert line.split()[-2:] == [str(final[split]["diverged"]), str(final[split]["max_steps"])]
+    status_heads = [x for x in lines if "(instances)" in x]
+    assert len(status_heads) == 2 and all(x.split()[-1] == "1" for x in status_heads)  # steps 1 alone
+    assert not any("best" in x or "steps 3" in x for x in status_heads)
 
 
 def test_write_results_json_and_csv(setup, tmp_path: Path) -> None:

@@ -92,3 +92,9 @@ def test_the_dev_extra_leaves_the_hugging_face_stack_optional() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert not any(d.startswith("datasets") for d in extras["dev"])
     assert any(d.startswith("datasets") for d in extras["hf"])
+
+
+def test_built_distributions_are_not_tracked() -> None:
+    """`python -m build` writes dist/; git should not offer it for a commit."""
+    ignored = subprocess.run(["git", "check-ignore", "-q", "dist/irem-0.1.0.tar.gz"], cwd=ROOT, capture_output=True)
+    assert ignored.returncode == 0, ".gitignore does not ignore dist/"

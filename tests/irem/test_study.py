@@ -190,6 +190,8 @@ def test_the_table_shows_every_level_and_the_adaptive_steps(study) -> None:
     text = format_study(study["study"])
     assert "gd mse" in text and "gd seconds" in text and "steps 6" in text
     assert "adaptive (max 40 steps)" in text and "Spearman(steps, condition number)" in text
+    # issue 32: what the level and difficulty columns hold, in the task's words
+    assert "(level: diagonal shift c; difficulty: the median condition number of its instances)" in text
     for s in SETS:
         assert f"\n{' ' * len('test-study  ')}{s}" in text
 

@@ -223,6 +223,41 @@ def test_training_lowers_the_loss(out_dir: Path) -> None:
 def test_time_limit_stops_early(out_dir: Path) -> None:
     trainer = tiny_trainer(out_dir, 1000, time_limit=0.0)
     assert trainer.fit()["iterations"] == 0
+    assert trainer.outcome() == (
+        "trained 0 iterations in 0.0s, final loss unknown; stopped by trainer.time_limit=0s "
+        "(the training time of all invocations of the run)"
+    )
+
+
+def test_each_fit_says_what_it_did(out_dir: Path) -> None:
+    """Issue 32, item 9: a rerun of a finished run printed the old "trained N iterations in Xs" as if
+    it had trained them, and a resume whose time limit was spent trained nothing without a word."""
+    first = tiny_trainer(out_dir, 2)
+    first.fit()
+    assert first.outcome().startswith("trained 2 iterations in ") and ", final loss " in first.outcome()
+    more = tiny_trainer(out_dir, 4)
+    more.fit(resume=True)
+    assert more.outcome().startswith("resumed at iteration 2: trained 2 iterations in ")
+    assert "(4 iterations in " in more.outcome()
+    again = tiny_trainer(out_dir, 4)
+    again.fit(resume=True)
+    assert again.outcome().startswith("resumed a finished run: evaluating only (it trained 4 iterations in ")
+    spent = tiny_trainer(out_dir, 1000, time_limit=again.train_seconds / 2)
+    assert spent.fit(resume=True)["iterations"] == 4
+    assert spent.outcome().startswith(f"resumed a run whose trainer.time_limit={again.train_seconds / 2:g}s is spent")
+    assert "counts the training time of every invocation" in spent.outcome()
+
+
+def test_time_limit_counts_every_invocation_of_a_run(out_dir: Path) -> None:
+    """The limit is the run's, not the invocation's: a resume trains for what is left of it, so a killed
+    run resumed by the same command stops where it would have."""
+    first = tiny_trainer(out_dir, 3)
+    first.fit()
+    resumed = tiny_trainer(out_dir, 1000, time_limit=first.train_seconds + 0.3)
+    resumed.fit(resume=True)
+    assert resumed.iteration > 3
+    assert first.train_seconds + 0.3 <= resumed.train_seconds < first.train_seconds + 0.3 + 2.0
+    assert resumed.train_seconds - resumed.start_seconds < 0.3 + 2.0
 
 
 @pytest.mark.parametrize(

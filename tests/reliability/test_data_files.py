@@ -99,3 +99,130 @@ def test_the_text_corpus_drops_a_byte_order_mark_and_names_the_line_of_a_bad_byt
     path.write_bytes(b"one\ntwo\nthr\xe9e\n")
     with pytest.raises(ValueError, match=r"corpus\.txt is not valid utf-8: .* at byte offset 11, line 3"):
         read_bytes(str(path), encoding="utf-8")
+
+
+# -- issue 32, items 8 and 10: files read before the first iteration; a run scored on one's own file --
+
+SUDOKU = ["task=sudoku", "energy=sudoku_graph", "trainer.iterations=1", "trainer.batch_size=2", "task.test_size=4"]
+
+
+def fit(compose_config, run_dir: Path, *overrides: str):
+    from irem.cli import _fit
+
+    cfg = compose_config("train", [*SUDOKU, *overrides])
+    cfg.trainer.progress, cfg.name = False, run_dir.name
+    return _fit(cfg, str(run_dir))
+
+
+def bad_file(tmp_path: Path, boards) -> Path:
+    return write(tmp_path, [*rows(boards, 2), "12345,678"], name="bad.csv")
+
+
+@pytest.mark.parametrize("key", ["task.files={test: BAD}", "task.train_path=BAD"])
+def test_a_bad_data_file_is_refused_before_the_first_iteration(tmp_path: Path, boards, compose_config, key) -> None:
+    """Before: task.files was read only at evaluation (after 30 minutes with the Sudoku presets), and
+    a bad train_path failed at the first step under a 20-line traceback."""
+    from irem.errors import SettingError
+
+    bad = bad_file(tmp_path, boards)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SettingError, match=f"task 'sudoku' cannot read its data: {bad}:3: puzzle has 5 characters"):
+        fit(compose_config, run_dir, key.replace("BAD", str(bad)), "eval.run=false")
+    assert not (run_dir / "checkpoints").exists()  # not one iteration trained
+
+
+@pytest.mark.parametrize("key", ["task.files={test: MISSING}", "task.train_path=MISSING"])
+def test_a_missing_data_file_is_refused_with_its_setting(tmp_path: Path, compose_config, key) -> None:
+    from irem.errors import SettingError
+
+    missing = tmp_path / "none.csv"
+    with pytest.raises(SettingError, match=f"is {missing}, which is not a file"):
+        fit(compose_config, tmp_path / "run", key.replace("MISSING", str(missing)))
+
+
+def irem_eval(monkeypatch, *args: str) -> tuple[int, str]:
+    import sys
+
+    from irem.cli import evaluate
+
+    monkeypatch.setattr(sys, "argv", ["irem-eval", *args, "eval.budgets=[1]", "threads=1"])
+    try:
+        evaluate()
+    except SystemExit as stop:
+        return (1, stop.code) if isinstance(stop.code, str) else (int(stop.code or 0), "")
+    return 0, ""
+
+
+def test_a_trained_run_is_scored_on_a_file_named_on_the_command_line(
+    tmp_path: Path, boards, compose_config, monkeypatch, capsys
+) -> None:
+    """Before: irem-eval refused task.* overrides, so scoring a Sudoku model on one's own puzzles took
+    a script calling load_run and build_task. Now eval.files adds splits read from files, each read and
+    checked before anything is evaluated (and, when missing, before the run is loaded)."""
+    import json
+
+    run_dir = tmp_path / "run"
+    fit(compose_config, run_dir, "eval.run=false")
+    mine = write(tmp_path, rows(boards), name="mine.csv")
+    args = (f"run_dir={run_dir}", "eval.splits=[]")
+    assert irem_eval(monkeypatch, *args, f"eval.files={{mine: {mine}}}") == (0, "")
+    (found,) = run_dir.glob("eval/*/eval.json")
+    scored = {(r["split"], r["metric"]): r["n"] for r in json.loads(found.read_text())}
+    assert scored[("mine", "board_accuracy")] == 4
+    assert "mine" in capsys.readouterr().out
+    status, message = irem_eval(monkeypatch, *args, f"eval.files={{mine: {bad_file(tmp_path, boards)}}}")
+    assert status == 1 and f"eval.files: task 'sudoku' cannot read it: {tmp_path / 'bad.csv'}:3:" in message
+    capsys.readouterr()
+    assert irem_eval(monkeypatch, *args, f"eval.files={{mine: {tmp_path / 'none.csv'}}}") == (2, "")
+    assert f"eval.files.mine={tmp_path / 'none.csv'}: no such file." in capsys.readouterr().err
+    assert len(list(run_dir.glob("eval/*/eval.json"))) == 1
+
+
+def test_a_task_that_reads_no_files_refuses_eval_files(tmp_path: Path, boards, compose_config, monkeypatch) -> None:
+    from irem.cli import _fit
+
+    cfg = compose_config("train", ["task.size=3", "energy.width=16", "trainer.iterations=1", "eval.run=false"])
+    cfg.trainer.progress, cfg.trainer.batch_size, cfg.name = False, 8, "run"
+    _fit(cfg, str(tmp_path / "run"))
+    mine = write(tmp_path, rows(boards), name="mine.csv")
+    status, message = irem_eval(monkeypatch, f"run_dir={tmp_path / 'run'}", f"eval.files={{mine: {mine}}}")
+    assert status == 1 and message == (
+        "irem-eval: eval.files names mine, but task 'inverse' reads no data files: it generates its problems. "
+        "Drop eval.files; for other difficulty levels give eval.levels=[...] instead."
+    )
+
+
+def irem_study(monkeypatch, *args: str) -> tuple[int, str]:
+    import sys
+
+    from irem.cli import study
+
+    small = ["levels=[40]", "instances=2", "mixed=false", "solvers=[gd,adaptive]", "budgets=[1,2]", "plots=false"]
+    monkeypatch.setattr(sys, "argv", ["irem-study", *args, *small, "progress=false", "threads=1"])
+    try:
+        study()
+    except SystemExit as stop:
+        return (1, stop.code) if isinstance(stop.code, str) else (int(stop.code or 0), "")
+    return 0, ""
+
+
+def test_a_study_covers_a_file_named_on_the_command_line(
+    tmp_path: Path, boards, compose_config, monkeypatch, capsys
+) -> None:
+    """irem-study's `files` adds sets read from files beside the levels, checked before any work."""
+    import json
+
+    run_dir = tmp_path / "run"
+    fit(compose_config, run_dir, "eval.run=false")
+    mine = write(tmp_path, rows(boards), name="mine.csv")
+    assert irem_study(monkeypatch, f"run_dir={run_dir}", f"files={{mine: {mine}}}") == (0, "")
+    (found,) = run_dir.glob("study/*/study.json")
+    record = json.loads(found.read_text())
+    assert {(c["solver"], c["set"]) for c in record["cells"]} >= {("gd", "mine"), ("adaptive", "mine"), ("gd", "40")}
+    assert [lv["level"] for lv in record["levels"] if lv["set"] == "mine"] == [None]  # no level of the sweep
+    assert "mine" in capsys.readouterr().out
+    capsys.readouterr()
+    assert irem_study(monkeypatch, f"run_dir={run_dir}", f"files={{mine: {tmp_path / 'none.csv'}}}") == (2, "")
+    assert f"files.mine={tmp_path / 'none.csv'}: no such file." in capsys.readouterr().err
+    status, message = irem_study(monkeypatch, f"run_dir={run_dir}", f"files={{mine: {bad_file(tmp_path, boards)}}}")
+    assert status == 1 and f"files: task 'sudoku' cannot read it: {tmp_path / 'bad.csv'}:3:" in message

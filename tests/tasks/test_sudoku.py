@@ -113,7 +113,7 @@ def test_a_split_can_be_read_from_a_file(task: Sudoku, tmp_path: Path) -> None:
     p = reader.split("extreme")
     assert torch.equal(puzzles_of(p.x), made.puzzles) and torch.equal(p.target + 1, made.solutions.long())
     assert "extreme" in reader.split_levels()
-    with pytest.raises(FileNotFoundError, match="files.missing"):
+    with pytest.raises(ValueError, match="files.missing"):
         Sudoku(files={"missing": str(tmp_path / "none.csv")})
 
 

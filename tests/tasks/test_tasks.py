@@ -4,7 +4,8 @@ Each task is built from its config with hydra.utils.instantiate (small split siz
 deterministic, keep its splits fixed and apart from training data, have a ground truth its own
 `check` accepts, take per-instance difficulty, and fit an energy config and the default solver.
 The tests read what a task declares, never its name: its `answer_kind` (continuous answers are
-scored by squared error, categorical ones by cross-entropy and judged after argmax), its
+scored by squared error, categorical ones by cross-entropy and judged after argmax; how each kind's
+target is perturbed for `check` to reject is `perturbed_answer`'s docstring), its
 `unit_size` (a text window holds `context` instances), its input layout (a tensor, a graph batch,
 or another InstanceInput), and whether it has difficulty levels (`level_label`).
 """
@@ -110,16 +111,19 @@ def flat_rows(t: torch.Tensor) -> torch.Tensor:
 
 
 def perturbed_answer(task: Task, problem: Problem, g: torch.Generator) -> torch.Tensor:
-    """The target answer with every instance changed where it matters: a continuous answer moved by
-    +0.5 everywhere, or, when the problem projects its answers (rows on a simplex, whose check reads
-    the largest entries), each row's entries rolled by one and projected; each free position of a
-    categorical answer shifted to another class (one per instance is enough to make it wrong)."""
+    """The target answer with every instance changed where a check looks, by `answer_kind`:
+
+    - "categorical": each free position's scores moved to another class, drawn at random, so its
+      argmax (what the task decodes and checks) is wrong at every free position;
+    - "continuous": shifted by 0.5 and rolled one place along the last dimension. The shift breaks a
+      check of values (a residual, A @ Y = I); the roll moves the largest entry of every row with
+      one, so a check that decodes rows by argmax (rows on the probability simplex, a permutation
+      matrix) fails too, where +0.5 everywhere never moved an argmax. A projection onto the simplex
+      undoes the shift but not the roll.
+    """
     y = task.target_answer(problem, scale=4.0)
     if task.answer_kind != "categorical":
-        c = problem.constraint
-        if c is not None and c.project is not None:
-            return c.apply(torch.roll(y, 1, dims=-1))
-        return y + 0.5
+        return y.roll(1, dims=-1) + 0.5
     free = free_positions(problem, y)
     classes = y.shape[-1]
     shift = torch.randint(1, classes, problem.target.shape, generator=g)
@@ -312,6 +316,36 @@ def test_check_rejects_perturbed_target(task: Task) -> None:
     else:  # judged on the decoded answer: scores that keep every argmax pass, whatever their scale
         assert task.check(p, task.target_answer(p, scale=0.01)).all()
         assert torch.equal(task.decode(p, task.target_answer(p)), p.target.long())
+
+
+class SortingRows(Task):
+    """A permutation task as a user writes it (issue 32, item 3): n numbers in, the sorting
+    permutation matrix out as a continuous answer whose rows lie on the simplex, checked by argmax."""
+
+    name = "sorting_rows"
+
+    def __init__(self, n: int = 5, **split_args) -> None:
+        self.n = n
+        super().__init__(1.0, 1.0, **split_args)
+
+    def dims(self) -> dict[str, int]:
+        return {"x_dim": self.n, "y_dim": self.n * self.n}
+
+    def generate(self, n: int, difficulty, generator: torch.Generator) -> Problem:
+        x = torch.rand(n, self.n, generator=generator)
+        target = torch.nn.functional.one_hot(x.argsort(dim=1), self.n).float()  # row i: where rank i sits
+        return Problem(x=x, target=target, difficulty=torch.full((n,), float(difficulty)))
+
+    def check(self, problem: Problem, y: torch.Tensor, tol: float = 1e-4) -> torch.Tensor:
+        return (y.argmax(dim=-1) == problem.x.argsort(dim=1)).all(dim=1)
+
+
+def test_perturbed_targets_fail_an_argmax_check_of_rows_on_the_simplex() -> None:
+    """Before, continuous targets were perturbed by +0.5 everywhere, which an argmax check accepts."""
+    task = SortingRows(**SIZES)
+    p = task.generate(32, 1.0, gen(0))
+    assert task.check(p, p.target).all() and task.check(p, p.target + 0.5).all()
+    assert not task.check(p, perturbed_answer(task, p, gen(0))).any()
 
 
 def test_loss_is_lowest_at_target(task: Task) -> None:
