@@ -421,3 +421,34 @@ def summary_of(trainer: Trainer) -> dict[str, Any]:
         "processes": trainer.world_size,
         "notes": list(trainer.notes),
     }
+
+
+def outcome_of(trainer: Trainer) -> str:
+    """What this invocation's fit did, in one line for the command to print: a rerun of a finished
+    run says it trained nothing (not the earlier run's "trained N iterations in Xs" as if it were
+    new), a resume says where it began, and a stop at `time_limit` says so, since the limit counts
+    the training time of every invocation of the run (TrainerConfig.time_limit)."""
+    loss = f"{trainer.last_loss:.4g}" if math.isfinite(trainer.last_loss) else "unknown"
+    done, seconds, limit = (
+        trainer.iteration - trainer.start,
+        trainer.train_seconds - trainer.start_seconds,
+        trainer.settings.time_limit,
+    )
+    out_of_time = limit is not None and trainer.train_seconds >= limit and trainer.iteration < trainer.iterations
+    in_all = f"{trainer.iteration} iterations in {trainer.train_seconds:.1f}s, final loss {loss}"
+    if trainer.start > 0 and done == 0:
+        if out_of_time:
+            return (
+                f"resumed a run whose trainer.time_limit={limit:g}s is spent (it trained {in_all}): evaluating "
+                f"only. The limit counts the training time of every invocation of a run; give a larger "
+                f"trainer.time_limit to train on."
+            )
+        return f"resumed a finished run: evaluating only (it trained {in_all})"
+    line = f"trained {done} iterations in {seconds:.1f}s"
+    if trainer.start > 0:
+        line = f"resumed at iteration {trainer.start}: {line} ({in_all} in all)"
+    else:
+        line += f", final loss {loss}"
+    if out_of_time:
+        line += f"; stopped by trainer.time_limit={limit:g}s (the training time of all invocations of the run)"
+    return line

@@ -205,34 +205,7 @@ class Trainer:
         return cb.summary_of(self)
 
     def outcome(self) -> str:
-        """What this invocation's fit did, in one line for the command to print: a rerun of a finished
-        run says it trained nothing (not the earlier run's "trained N iterations in Xs" as if it were
-        new), a resume says where it began, and a stop at `time_limit` says so, since the limit counts
-        the training time of every invocation of the run (TrainerConfig.time_limit)."""
-        loss = f"{self.last_loss:.4g}" if math.isfinite(self.last_loss) else "unknown"
-        done, seconds, limit = (
-            self.iteration - self.start,
-            self.train_seconds - self.start_seconds,
-            self.settings.time_limit,
-        )
-        out_of_time = limit is not None and self.train_seconds >= limit and self.iteration < self.iterations
-        in_all = f"{self.iteration} iterations in {self.train_seconds:.1f}s, final loss {loss}"
-        if self.start > 0 and done == 0:
-            if out_of_time:
-                return (
-                    f"resumed a run whose trainer.time_limit={limit:g}s is spent (it trained {in_all}): evaluating "
-                    f"only. The limit counts the training time of every invocation of a run; give a larger "
-                    f"trainer.time_limit to train on."
-                )
-            return f"resumed a finished run: evaluating only (it trained {in_all})"
-        line = f"trained {done} iterations in {seconds:.1f}s"
-        if self.start > 0:
-            line = f"resumed at iteration {self.start}: {line} ({in_all} in all)"
-        else:
-            line += f", final loss {loss}"
-        if out_of_time:
-            line += f"; stopped by trainer.time_limit={limit:g}s (the training time of all invocations of the run)"
-        return line
+        return cb.outcome_of(self)
 
     def use_ema_weights(self) -> None:
         """Put the EMA weights into the model for good, for an evaluation after training (the
