@@ -328,7 +328,7 @@ class Validation(Callback):
 class LearningCheck(Callback):
     """Says once, `at` iterations into a fresh training, when the loss has not moved: the median loss
     of the last `window` iterations is not below the first `window`'s by more than `tolerance`
-    (relative) and more than the batches' own noise (two standard errors). A model
+    (relative) and more than the batches' own noise (two robust standard errors). A model
     that cannot learn (a descent whose steps overshoot the answer's scale or land on the boundary of
     a projection, where no gradient flows back; a learning rate far off) otherwise trains to its end
     in silence. The note goes above the progress bar and into train_summary.json ("notes")."""
@@ -361,9 +361,9 @@ def not_learning(trainer: Trainer, first: list[float], recent: list[float], tole
     """The note LearningCheck gives, or None when the loss has moved."""
     a, b = torch.tensor(first, dtype=torch.float64), torch.tensor(recent, dtype=torch.float64)
     start, now = float(a.median()), float(b.median())
-    noise = (
-        float(torch.cat([a - a.mean(), b - b.mean()]).std()) * 2 / max(len(first), 1) ** 0.5 if len(first) > 1 else 0
-    )
+    # the batches' own noise, robustly (a median absolute deviation: one early spike must not hide a drop)
+    spread = float(torch.cat([a - a.median(), b - b.median()]).abs().median()) * 1.4826
+    noise = 2 * spread / len(first) ** 0.5
     if start - now > max(tolerance * abs(start), noise):  # a drop beyond 2% and beyond the batches' noise
         return None
     grads = [p.grad.detach().norm() for p in trainer.model.parameters() if p.grad is not None]

@@ -80,3 +80,12 @@ def test_irem_train_says_it_for_a_projected_task_whose_steps_are_far_too_long(tm
     done = finish(start("irem-train", args, tmp_path))
     assert done.returncode == 0, done.stderr
     assert "irem-train: the training loss has not moved in 40 iterations" in done.stderr
+
+
+def test_an_early_spike_does_not_hide_a_drop() -> None:
+    """Before: the noise was a standard deviation, which two early spikes (a graph energy's first
+    iterations) inflated past a drop from 0.69 to 0.087, and the check fired on a learning run."""
+    from irem.callbacks import not_learning
+
+    first = [0.69] * 18 + [500.0, 900.0]
+    assert not_learning(None, first, [0.087] * 20, 0.02) is None  # type: ignore[arg-type]
