@@ -280,7 +280,7 @@ def test_help_names_the_command(config_name: str) -> None:
     """Issue 32: `irem-train --help` began "cli is powered by Hydra" (the module's name)."""
     from hydra import compose, initialize_config_dir
 
-    from irem.cli import COMMANDS
+    from irem.precheck import COMMANDS
 
     required = {"evaluate": ["run_dir=x"], "generate": ["run_dir=x", "prompt=x"]}.get(config_name, [])
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

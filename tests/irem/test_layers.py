@@ -35,7 +35,7 @@ LAYERS = {
     "contracts": "problem task energy solver objective predictor",
     "engine": "energy_model replay evaluation problem_sets study generation trainer callbacks checkpoint run_lock "
     "device ema solver_settings records tables plots",
-    "application": "cli config build run_identity run_guard composition study_command generate_command",
+    "application": "cli precheck config build run_identity run_guard composition study_command generate_command",
 }
 # the engine that library code drives without a command line: training, evaluation, studies, generation
 ENGINE = ("irem.trainer", "irem.energy_model", "irem.evaluation", "irem.checkpoint", "irem.study", "irem.generation")

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from tiny_runs import TRAIN
 
 from irem.build import build_model, build_task
-from irem.cli import _override_errors, precheck
 from irem.config import EvalConfig
 from irem.errors import SettingError
+from irem.precheck import _override_errors, precheck
 from irem.run_guard import check_eval_target, check_train_target, claim_output_dir, fresh_output_dir
 from irem.run_identity import upgrade_config
 from irem.task import per_instance_level
