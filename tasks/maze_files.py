@@ -80,8 +80,8 @@ def load_npy(folder: str | Path, max_rows: int | None = None) -> gen.Mazes:
         raise DataFileError(f"{solutions_path}: shape {solutions.shape}, expected {(n, side, side)} to match inputs.")
     if max_rows is not None:
         n = min(n, int(max_rows))
-    x = torch.from_numpy(np.asarray(inputs[:n], dtype=np.float32))
-    path = torch.from_numpy(np.asarray(solutions[:n], dtype=np.float32))
+    x = torch.from_numpy(np.array(inputs[:n], dtype=np.float32))
+    path = torch.from_numpy(np.array(solutions[:n], dtype=np.float32))
     where = [f"{inputs_path} (maze {i})" for i in range(n)]
     colours = x.permute(0, 2, 3, 1)
     known = (colours[..., None, :] == gen.COLOURS).all(-1).any(-1)
