@@ -13,12 +13,16 @@ It trains nothing. It evaluates five runs, trained on the same maze stream (fres
 and prints, for the first --instances mazes of each size's fixed split (size 9 is the `test` split,
 the others `size_<N>`; --instances-large for sizes from 39 up, where one solve costs the most), the
 exact-path accuracy (every pixel right) at every budget: descent steps for the energies, iterations
-for DT-net (past the 30 it was trained with), one pass for the feed-forward net. Then, for the best
-energy (highest accuracy at the training size):
+for DT-net (past the 30 it was trained with), one pass for the feed-forward net. The best energy is
+the one with the highest accuracy at the training size.
 
-- compute follows difficulty: an energy-based halting rule (relative energy plateau, no verifier) on
-  the same mazes of every size, started where fixed descent started: Spearman(size, steps used) over
-  the mixed set, steps per size, and its accuracy against fixed descent at the largest budget;
+IRED's annealed descent spreads a budget over its landscapes and so solves each budget on its own:
+it gets fewer budgets (--ired-budgets). Then:
+
+- compute follows difficulty: for the better of the two plain-descent energies (conv, graph), an
+  energy-based halting rule (relative energy plateau, no verifier) on the same mazes of every size,
+  started where fixed descent started: Spearman(size, steps used) over the mixed set, steps per
+  size, and its accuracy against fixed descent at the largest budget;
 - pictures: the predicted path over the truth at a few sizes and budgets (maze_paths.png) and
   accuracy against budget per size for every model (maze_accuracy.png, also in TensorBoard under
   <out>/tb);
@@ -85,7 +89,7 @@ def maze_set(task: Maze, size: int, n: int) -> Problem:
 def budgets_of(name: str, args: argparse.Namespace) -> list[int]:
     if name == "feedforward":
         return [1]
-    return args.dt_budgets if name == "dt_net" else args.budgets
+    return {"dt_net": args.dt_budgets, "ired": args.ired_budgets}.get(name, args.budgets)
 
 
 def instances_at(size: int, args: argparse.Namespace) -> int:
@@ -152,10 +156,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/maze"), help="folder holding one run per model")
     parser.add_argument("--sizes", type=int, nargs="+", default=[9, 13, 19, 29, 39, 59])
-    parser.add_argument("--instances", type=int, default=50, help="mazes per size below 39")
-    parser.add_argument("--instances-large", type=int, default=16, help="mazes per size from 39 up")
+    parser.add_argument("--instances", type=int, default=30, help="mazes per size below 39")
+    parser.add_argument("--instances-large", type=int, default=10, help="mazes per size from 39 up")
     parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20, 40, 80, 160, 320])
     parser.add_argument("--dt-budgets", type=int, nargs="+", default=[5, 10, 20, 30, 60, 100, 200, 300])
+    parser.add_argument(
+        "--ired-budgets", type=int, nargs="+", default=[10, 40, 160], help="IRED's annealed descent solves each apart"
+    )
     parser.add_argument("--plateau-tol", type=float, default=1e-3, help="the halting rule's relative tolerance")
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--step-cost", action="store_true", help="only time one descent step per grid cell")
