@@ -15,7 +15,8 @@ batch from `train_sizes`: a fully convolutional model reads any size, and a batc
 spends no compute on padding (mixed sizes in one batch are padded with wall, which `generate`
 allows and the tests exercise). `val` and `test` are at `size` (the smallest training size, where
 deep-thinking reports its test accuracy), and one split per larger size, `size_<N>` for N in
-`eval_sizes`, each its own seeded set: the extrapolation the task exists to measure.
+`eval_sizes`, each its own seeded set: the extrapolation the task exists to measure (`harder`, which
+evaluation asks for unless told, is another set at the largest of them).
 `min_path_length` keeps only mazes whose path is at least that many units long (Maze-Hard style).
 `files` reads splits from the public layouts (tasks/maze_files.py): deep-thinking's `.npy` folders
 and the Maze-Hard CSV.
@@ -112,6 +113,7 @@ class Maze(Task):
     def split_levels(self) -> dict[str, float | None]:
         levels: dict[str, float | None] = {"train": float(self.size), "val": float(self.size), "test": float(self.size)}
         levels.update({f"size_{s}": float(s) for s in self.eval_sizes})
+        levels["harder"] = self.harder_difficulty  # the largest size, a set of its own: what eval asks by default
         levels.update(dict.fromkeys(k for k in self.files if k not in levels))
         return levels
 

@@ -124,7 +124,7 @@ def test_unknown_generator_and_layout_list_the_choices() -> None:
 
 def test_splits_per_size() -> None:
     task = Maze(eval_sizes=[13, 59], test_size=3, val_size=2)
-    assert list(task.split_levels()) == ["train", "val", "test", "size_13", "size_59"]
+    assert list(task.split_levels()) == ["train", "val", "test", "size_13", "size_59", "harder"]
     assert task.split("size_59").x.shape == (3, 3, 61, 61)
     assert (task.split("test").difficulty == 9).all()
 
