@@ -156,9 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/maze"), help="folder holding one run per model")
     parser.add_argument("--sizes", type=int, nargs="+", default=[9, 13, 19, 29, 39, 59])
-    parser.add_argument("--instances", type=int, default=30, help="mazes per size below 39")
-    parser.add_argument("--instances-large", type=int, default=10, help="mazes per size from 39 up")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20, 40, 80, 160, 320])
+    parser.add_argument("--instances", type=int, default=20, help="mazes per size below 39")
+    parser.add_argument("--instances-large", type=int, default=8, help="mazes per size from 39 up")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20, 40, 80, 160])
     parser.add_argument("--dt-budgets", type=int, nargs="+", default=[5, 10, 20, 30, 60, 100, 200, 300])
     parser.add_argument(
         "--ired-budgets", type=int, nargs="+", default=[10, 40, 160], help="IRED's annealed descent solves each apart"
