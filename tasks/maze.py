@@ -32,7 +32,7 @@ from torch import Tensor
 
 from irem.problem import AnswerConstraint, Problem
 from irem.task import Task, categorical_loss, per_instance_level
-from irem.tasks import maze_files as files
+from irem.tasks import maze_files
 from irem.tasks import maze_gen as gen
 
 
@@ -121,7 +121,7 @@ class Maze(Task):
         """A fixed seeded split, or the first `test_size` (`val_size`) mazes of the file `files` names."""
         if name in self.files and name not in self._split_cache:
             size = self.val_size if name == "val" else self.test_size
-            self._split_cache[name] = self.problem(files.load(self.files[name], max_rows=size))
+            self._split_cache[name] = self.problem(maze_files.load(self.files[name], max_rows=size))
         return super().split(name)
 
     def check(self, problem: Problem, y: Tensor, tol: float = 1e-4) -> Tensor:
