@@ -92,9 +92,9 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "mlp": Family("irem_inverse"),
     "gnn": Family("irem_graph_shortest_path", inference="edges"),
-    # preset batch 32 took ~12 s per iteration at 1 thread (load ~6), 64 ~9 s: a quarter of each
-    "text_ebt": Family("text_ebt_system1", batch=8),
-    "vision_ebt": Family("vision_denoise", batch=16),
+    # the preset's batch of 32 takes ~4 s per iteration at 1 thread (load ~5): half of it
+    "text_ebt": Family("text_ebt_system1", batch=16),
+    "vision_ebt": Family("vision_denoise"),
     # 64 puzzles rather than the eval batch of 250: 320 steps of 250 took about a minute at 1 thread
     "sudoku_graph": Family("sudoku_graph", inference="puzzles", inference_steps=320, inference_batch=64),
     "sudoku_conv": Family("sudoku_conv"),
