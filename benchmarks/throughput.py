@@ -41,7 +41,10 @@ them (`matmul_gflops`), so the fraction is not flattered by a slow reference. Ti
 blocks as train_step.py does: `--iters` back-to-back iterations, then about as long a block of
 matmul bursts, `--rounds` times, so both see the same share of a shared machine's load. The
 number of iterations per block is chosen from the warm-up so that each family takes about
-`--seconds` (half iterations, half matmul).
+`--seconds` (half iterations, half matmul). torch.mm is MKL's sgemm; on the 2-core AMD EPYC this
+was written on, oneDNN's direct convolutions reached 2-2.5x its GFLOP/s (by the standard count,
+padding taps included), so a convolution family's fraction can exceed 1: the family's heaviest
+convolution alone is timed beside the reference and printed, not made the reference.
 
 Threads: `--threads 1 2` runs every family at each count (torch.set_num_threads); the OpenMP
 wait policy is set before torch loads (irem.openmp, the `irem-train` default), and the load
@@ -59,7 +62,7 @@ built: untrained weights, which descend the same number of steps as trained ones
 budget, so the throughput is the same; accuracy is not measured here.
 
     python benchmarks/throughput.py --threads 1
-    python benchmarks/throughput.py --threads 2 --families mlp,sudoku_conv --profile-table sudoku_conv
+    python benchmarks/throughput.py --threads 2 --families mlp,sudoku_conv --profile-table sudoku_conv,mlp
     # last line: <family>_fraction_<n>t=... for every family and thread count, mlp_fraction_1t=...
 """
 
@@ -115,12 +118,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-iters", type=int, default=20, help="most iterations per block")
     parser.add_argument("--large", type=int, default=2048, help="side of the large square reference matmul")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True)")
     parser.add_argument("--compile", action="store_true", help="try torch.compile on each energy (see docstring)")
     parser.add_argument("--no-inference", dest="inference", action="store_false")
     parser.add_argument("--inference-batch", type=int, default=None, help="default: the preset's eval.batch_size")
     parser.add_argument("--inference-repeats", type=int, default=2, help="timed solves (the median is used)")
     parser.add_argument("--inference-steps", type=int, default=None, help="override the descent steps at inference")
-    parser.add_argument("--profile-table", default=None, metavar="FAMILY", help="print the profiler's op table")
+    parser.add_argument(
+        "--profile-table", default="", metavar="FAMILIES", help="comma-separated: print the profiler's op table"
+    )
     parser.add_argument(
         "--omp-wait-policy", choices=("short-spin", "passive", "inherit"), default="short-spin", help="irem/openmp.py"
     )
@@ -130,6 +136,7 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown families {', '.join(unknown)}; valid: {', '.join(FAMILIES)}")
     args.families = names
+    args.profile_table = [n for n in args.profile_table.split(",") if n]
     return args
 
 
@@ -398,7 +405,7 @@ def run_family(name: str, threads: int, args: argparse.Namespace) -> dict[str, A
         "  top ops by self CPU time (profiled iteration): "
         + ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total_us:.0f}% ({e.count})" for e in top)
     )
-    if args.profile_table == name:
+    if name in args.profile_table:
         print(events.table(sort_by="self_cpu_time_total", row_limit=25))
     print("  matmul reference GFLOP/s (median): " + ", ".join(f"{k} {v:.1f}" for k, v in mm.items()) + f" -> {ref}")
     for k, v in conv_gflops.items():
@@ -431,10 +438,12 @@ def run_family(name: str, threads: int, args: argparse.Namespace) -> dict[str, A
 
 def main() -> None:
     args = ARGS
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     print(
         f"torch {torch.__version__}, {describe_wait_policy()}, cpu_count={os.cpu_count()}, loadavg={loadavg()}, "
         f"families={','.join(args.families)}, threads={args.threads}, batch={args.batch or 'preset'}, "
-        f"overrides={args.override or 'none'}"
+        f"overrides={args.override or 'none'}, flush_denormal={args.flush_denormal}"
     )
     keys: dict[str, str] = {}
     for threads in args.threads:
