@@ -95,7 +95,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "mlp": Family("irem_inverse"),
     "gnn": Family("irem_graph_shortest_path", inference="edges"),
-    # the preset's batch of 32 takes ~4 s per iteration at 1 thread (load ~5): half of it
+    # the preset's batch of 32: 12 s per iteration at 1 thread in a loaded first scan, ~4 s by batch 8's time
     "text_ebt": Family("text_ebt_system1", batch=16),
     "vision_ebt": Family("vision_denoise"),
     # 64 puzzles rather than the eval batch of 250: 320 steps of 250 took about a minute at 1 thread
