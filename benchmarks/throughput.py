@@ -3,7 +3,7 @@
 Issue 30 asks how close each energy family's CPU training gets to what the machine's matmul
 does, at 1 and 2 threads; `benchmarks/train_step.py` answers it for the MLP on inverse only. This
 script answers it for every family in FAMILIES, one row each, built as `irem-train` builds it:
-the preset's config composed by Hydra (`irem.cli.compose_command`), `build_task` and
+the preset's config composed by Hydra (`irem.precheck.compose_command`), `build_task` and
 `build_model`, the trainer's optimizer over `model.param_groups` (Adam or AdamW, the preset's
 learning rate and weight decay) and its gradient clip. One iteration is Trainer.step without the
 callbacks (no learning-rate schedule, EMA or logging; their cost is not counted):
@@ -101,6 +101,7 @@ FAMILIES: dict[str, Family] = {
     # 64 puzzles rather than the eval batch of 250: 320 steps of 250 took about a minute at 1 thread
     "sudoku_graph": Family("sudoku_graph", inference="puzzles", inference_steps=320, inference_batch=64),
     "sudoku_conv": Family("sudoku_conv"),
+    "maze_conv": Family("maze_conv"),
 }
 
 
@@ -192,7 +193,7 @@ def timed(fn: Callable[[], Any], reps: int) -> list[float]:
 
 
 def compose(preset: str, overrides: list[str]) -> Any:
-    from irem.cli import compose_command
+    from irem.precheck import compose_command
 
     cfg = compose_command("train", [f"experiment={preset}", *overrides])
     if cfg is None:
