@@ -81,6 +81,7 @@ def test_two_processes_average_gradients_and_resume(tmp_path) -> None:
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["iteration"] == 5
 
 
+@pytest.mark.slow  # the command end to end under torchrun; test_two_processes_... covers DDP in the suite
 def test_irem_train_runs_under_torchrun(tmp_path) -> None:
     run_dir = tmp_path / "run"
     args = [

@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {
     "irem": "irem",
@@ -41,12 +39,20 @@ LAYERS = {
 ENGINE = ("irem.trainer", "irem.energy_model", "irem.evaluation", "irem.checkpoint", "irem.study", "irem.generation")
 
 
-@pytest.mark.parametrize("module", CONTRACTS + ENGINE)
-def test_a_contract_or_the_engine_imports_no_hydra(module: str) -> None:
-    code = f"import sys, {module}; print(sorted(m for m in ('hydra', 'omegaconf') if m in sys.modules))"
+def hydra_loaded_by(modules: tuple[str, ...]) -> list[str]:
+    """The configuration modules loaded by importing `modules` in a fresh interpreter."""
+    code = f"import sys, {', '.join(modules)}; print(sorted(m for m in ('hydra', 'omegaconf') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]", f"importing {module} imports {done.stdout.strip()}"
+    return ast.literal_eval(done.stdout.strip())  # a printed list of strings
+
+
+def test_the_contracts_and_the_engine_import_no_hydra() -> None:
+    """One interpreter for all of them (a subprocess each costs seconds); on a failure each module
+    is imported alone, so the message names the one that pulls Hydra in."""
+    if hydra_loaded_by(CONTRACTS + ENGINE):
+        culprits = {m: hydra_loaded_by((m,)) for m in CONTRACTS + ENGINE}
+        raise AssertionError(f"these import a configuration layer: { {m: v for m, v in culprits.items() if v} }")
 
 
 def modules() -> dict[str, Path]:
