@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from irem.energy import EnergyFunction
 from irem.networks.maze import candidate_channels, check_maze_answer, check_maze_input, open_mask
+from irem.networks.mlp import mlp
 
 FEATURES = 8  # path probability, open, start, goal; per distance (1, 2): neighbours' path probability, open count
 
@@ -39,12 +40,7 @@ class MazeGraphEnergy(EnergyFunction):
         for key, value in (("width", width), ("depth", depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"MazeGraphEnergy: {key} must be an integer >= 1, got {value!r}.")
-        layers: list[nn.Module] = []
-        d = FEATURES
-        for _ in range(depth):
-            layers += [nn.Linear(d, width), nn.SiLU()]
-            d = width
-        self.factor = nn.Sequential(*layers, nn.Linear(d, 1))
+        self.factor = mlp(FEATURES, width, depth, 1, "silu")  # the factor shared by every cell or pixel
 
     def features(self, x: Tensor, y: Tensor) -> Tensor:
         """[N, H, W, 8]: per pixel its own path probability and kind, and its neighbours' (distance 1, 2)."""

@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from irem.energy import EnergyFunction
+from irem.networks.mlp import mlp
 from irem.networks.sudoku import check_board_tensor, unit_adjacency
 
 FEATURES = 8  # own probability, own given, and per unit (row, column, box) the peers' probabilities and givens
@@ -32,12 +33,7 @@ class SudokuGraphEnergy(EnergyFunction):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SudokuGraphEnergy: {key} must be an integer >= 1, got {value!r}.")
         self.register_buffer("units", unit_adjacency(), persistent=False)  # [3, 81, 81]
-        layers: list[nn.Module] = []
-        d = FEATURES
-        for _ in range(depth):
-            layers += [nn.Linear(d, width), nn.SiLU()]
-            d = width
-        self.factor = nn.Sequential(*layers, nn.Linear(d, 1))
+        self.factor = mlp(FEATURES, width, depth, 1, "silu")  # the factor shared by every cell or pixel
 
     def features(self, x: Tensor, y: Tensor) -> Tensor:
         """[N, 81, 9, 8]: per cell and digit, its own probability and given, and per unit what its
